@@ -1,0 +1,62 @@
+"""Who is calling: Veterans present a bearer JWT whose subject is their id (ICN)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT whose `sub` is the Veteran's id.")
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RXSM_", extra="ignore")
+
+    jwt_key: str = Field(
+        default="rxsm-local-development-key-change-me",
+        description="HS256 key (or RS256 public key) that verifies Veterans' tokens.",
+    )
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str = "rxsm"
+
+
+def issue_token(
+    veteran_id: str, settings: AuthSettings, ttl: timedelta = timedelta(hours=1)
+) -> str:
+    """A token for ``veteran_id``, for local development, the demo and tests (HS256 only)."""
+    now = datetime.now(UTC)
+    claims = {"sub": veteran_id, "aud": settings.jwt_audience, "iat": now, "exp": now + ttl}
+    return jwt.encode(claims, settings.jwt_key, algorithm=settings.jwt_algorithm)
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_veteran(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The verified Veteran id from the bearer token, or 401 saying what is wrong."""
+    if credentials is None:
+        raise _unauthorized("Send an Authorization: Bearer <token> header.")
+    settings: AuthSettings = request.app.state.auth
+    try:
+        claims = jwt.decode(
+            credentials.credentials,
+            settings.jwt_key,
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            options={"require": ["sub", "exp"]},
+        )
+    except jwt.ExpiredSignatureError as error:
+        raise _unauthorized("The token has expired; sign in again.") from error
+    except jwt.InvalidTokenError as error:
+        raise _unauthorized("The token is not valid.") from error
+    return str(claims["sub"])
+
+
+VeteranId = Annotated[str, Depends(current_veteran)]

@@ -1,0 +1,85 @@
+"""The FastAPI app each service serves: its broker's lifecycle, health, clear 422s, and tracing."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+from plumbing.auth import AuthSettings
+from plumbing.identity import ServiceIdentity
+from plumbing.settings import ServiceSettings
+from plumbing.topics import ensure_topics
+
+Resources = Callable[[], AbstractAsyncContextManager[None]]
+
+
+def describe_validation_errors(errors: Any) -> list[dict[str, str]]:
+    """Each problem as ``{"field", "problem"}``, without echoing the submitted values back."""
+    described = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        described.append({"field": ".".join(location) or "body", "problem": str(error.get("msg"))})
+    return described
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = describe_validation_errors(error.errors())
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    return JSONResponse(
+        status_code=422,
+        content={
+            "code": "invalid_request",
+            "message": f"Fix the request: {summary}",
+            "errors": problems,
+        },
+    )
+
+
+def service_app(
+    identity: ServiceIdentity,
+    settings: ServiceSettings,
+    broker: KafkaBroker,
+    tracing: TracerProvider,
+    *,
+    title: str,
+    description: str,
+    resources: Resources | None = None,
+) -> FastAPI:
+    """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with resources() if resources else _nothing():
+            await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+            await broker.start()
+            try:
+                yield
+            finally:
+                await broker.stop()
+                tracing.force_flush()
+
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    app.state.auth = AuthSettings()
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process is up and serving."""
+        return {"status": "ok", "service": identity.name, "tool": str(identity.tool)}
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracing, exclude_spans=["receive", "send"]
+    )
+    return app
+
+
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,67 @@
+"""OpenTelemetry tracing: one tracer provider per service, every span stamped with its owning tool.
+
+Trace context crosses Kafka in W3C ``traceparent`` headers (FastStream's telemetry middleware) and HTTP
+in the same headers (the FastAPI instrumentation). Spans go over OTLP/HTTP when an endpoint is set.
+"""
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+
+from plumbing.identity import ServiceIdentity
+
+TOOL = "rxsm.tool"
+STEP = "rxsm.step"
+RENEWAL_ID = "rxsm.renewal_id"
+EHR = "rxsm.ehr"
+
+
+class ToolAttributeProcessor(SpanProcessor):
+    """Stamps ``rxsm.tool`` on every span the service starts, so each span says whose tool it is."""
+
+    def __init__(self, identity: ServiceIdentity) -> None:
+        self._tool = str(identity.tool)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        span.set_attribute(TOOL, self._tool)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+
+def tracer_provider(
+    identity: ServiceIdentity,
+    otlp_endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+) -> TracerProvider:
+    """The service's tracer provider; ``exporter`` (tests) is called synchronously on each span end."""
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": f"rxsm-{identity.name}", TOOL: str(identity.tool)}
+        )
+    )
+    provider.add_span_processor(ToolAttributeProcessor(identity))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if otlp_endpoint:
+        endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    return provider
+
+
+def annotate(step: str, renewal_id: object = None, ehr: object = None) -> None:
+    """Name the flow step (and the renewal and EHR, when known) on the current span."""
+    span = trace.get_current_span()
+    span.set_attribute(STEP, step)
+    if renewal_id is not None:
+        span.set_attribute(RENEWAL_ID, str(renewal_id))
+    if ehr is not None:
+        span.set_attribute(EHR, str(ehr))
+
+
+def current_trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

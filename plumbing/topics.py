@@ -1,0 +1,26 @@
+"""Creating rxsm's topics before anything subscribes, so no consumer waits on a metadata refresh."""
+
+from contextlib import suppress
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas import topics
+
+
+async def ensure_topics(bootstrap_servers: str, partitions: int, replication: int = 1) -> None:
+    """Create every rxsm topic that does not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="rxsm-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication)
+            for name in topics.ALL
+            if name not in existing
+        ]
+        if missing:
+            with suppress(TopicAlreadyExistsError):  # another service created them first
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -1,0 +1,189 @@
+"""Event contracts, version 1.
+
+Every event carries an envelope: a unique ``event_id`` (consumers' dedup key), its ``event_type`` and
+``schema_version``, ``occurred_at`` in UTC, the ``renewal_id`` that correlates the whole journey, and the
+``tool`` (meds or sm) that owns the step. No event carries a Veteran's name or a message body.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.records import CareSystem, Prescription
+from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: str
+    event_id: UUID = Field(default_factory=uuid4)
+    schema_version: Literal[1] = SCHEMA_VERSION
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    renewal_id: UUID | None
+    tool: Tool
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the journey's id, so one renewal keeps its order on one partition."""
+        return str(self.renewal_id or self.event_id).encode()
+
+
+class RenewalRequested(Event):
+    """A Veteran asked to renew a renewable prescription (meds)."""
+
+    event_type: Literal["renewal.requested"] = "renewal.requested"
+    renewal_id: UUID
+    tool: Literal[Tool.MEDS] = Tool.MEDS
+    veteran_id: str
+    ehr: Ehr
+    prescription: Prescription
+    oh_stations: list[str] = Field(
+        default_factory=list, description="The Veteran's Oracle Health station numbers."
+    )
+    vista_stations: list[str] = Field(
+        default_factory=list, description="The Veteran's VistA station numbers."
+    )
+
+
+class CareTeamsResolved(Event):
+    """The Veteran's allowed care teams for a renewal, grouped by care system (sm)."""
+
+    event_type: Literal["careteams.resolved"] = "careteams.resolved"
+    renewal_id: UUID
+    tool: Literal[Tool.SM] = Tool.SM
+    veteran_id: str
+    ehr: Ehr
+    prescription: Prescription
+    care_systems: list[CareSystem]
+    suggested_team_id: int | None
+    picker: PickerKind
+
+
+class CareTeamUnavailable(Event):
+    """No care team can receive this renewal (sm)."""
+
+    event_type: Literal["careteams.unavailable"] = "careteams.unavailable"
+    renewal_id: UUID
+    tool: Literal[Tool.SM] = Tool.SM
+    veteran_id: str
+    ehr: Ehr
+    reason: UnavailableReason
+
+
+class DraftEvent(Event):
+    """Fields every draft event shares; ``renewal_id`` is empty for a general new message."""
+
+    tool: Literal[Tool.SM] = Tool.SM
+    draft_id: UUID
+    veteran_id: str
+    ehr: Ehr | None
+    category: Category
+    recipient_id: int | None
+
+
+class DraftCreated(DraftEvent):
+    event_type: Literal["draft.created"] = "draft.created"
+
+
+class DraftUpdated(DraftEvent):
+    event_type: Literal["draft.updated"] = "draft.updated"
+    changed: list[Literal["recipient_id", "subject", "body", "category"]]
+
+
+class DraftDeleted(DraftEvent):
+    event_type: Literal["draft.deleted"] = "draft.deleted"
+
+
+class MessageSent(Event):
+    """SM accepted and delivered the message (sm)."""
+
+    event_type: Literal["message.sent"] = "message.sent"
+    tool: Literal[Tool.SM] = Tool.SM
+    message_id: str
+    draft_id: UUID
+    veteran_id: str
+    recipient_id: int
+    station_number: str
+    ehr: Ehr
+    category: Category
+
+
+class MessageSendFailed(Event):
+    """SM could not send the message (sm)."""
+
+    event_type: Literal["message.send_failed"] = "message.send_failed"
+    tool: Literal[Tool.SM] = Tool.SM
+    draft_id: UUID
+    veteran_id: str
+    recipient_id: int | None
+    ehr: Ehr | None
+    error_code: str
+    retryable: bool
+
+
+class DeadLetter(BaseModel):
+    """A record no consumer could process: the original bytes and where they came from, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: Literal["dead_letter"] = "dead_letter"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    tool: Tool = Field(description="The tool whose consumer refused the record.")
+    service: str
+    consumer_group: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = Field(description="The original key, base64.")
+    value: str = Field(description="The original value, base64.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    error_type: str
+    reason: str = Field(description="What was wrong; never carries the payload.")
+    attempts: int = Field(ge=1)
+
+
+CareTeamsOutcome = Annotated[
+    CareTeamsResolved | CareTeamUnavailable, Field(discriminator="event_type")
+]
+DraftChange = Annotated[
+    DraftCreated | DraftUpdated | DraftDeleted, Field(discriminator="event_type")
+]
+MessageOutcome = Annotated[MessageSent | MessageSendFailed, Field(discriminator="event_type")]
+AnyEvent = Annotated[
+    RenewalRequested
+    | CareTeamsResolved
+    | CareTeamUnavailable
+    | DraftCreated
+    | DraftUpdated
+    | DraftDeleted
+    | MessageSent
+    | MessageSendFailed,
+    Field(discriminator="event_type"),
+]
+
+any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+EVENT_MODELS: tuple[type[BaseModel], ...] = (
+    RenewalRequested,
+    CareTeamsResolved,
+    CareTeamUnavailable,
+    DraftCreated,
+    DraftUpdated,
+    DraftDeleted,
+    MessageSent,
+    MessageSendFailed,
+    DeadLetter,
+)

@@ -1,0 +1,86 @@
+"""Domain records carried inside events, named as the Medications app and SM name them (camelCase)."""
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from schemas.vocabulary import Ehr
+
+
+def _date_part(value: Any) -> Any:
+    """Upstream dates come as dates or as ISO datetimes ("2026-03-05T05:00:00.000Z"): keep the date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, str) and len(value) > 10 and value[10] in "T ":
+        return value[:10]
+    return value
+
+
+UpstreamDate = Annotated[date, BeforeValidator(_date_part)]
+
+
+class Record(BaseModel):
+    """A frozen record that rejects unknown fields, so a typo is an error rather than lost data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+
+class Prescription(Record):
+    """A prescription as the Medications app has it (domain.md section 2)."""
+
+    prescriptionId: str = Field(min_length=1, max_length=64)
+    prescriptionName: str | None = None
+    prescriptionNumber: str | None = None
+    dispStatus: str | None = None
+    refillStatus: str | None = None
+    refillRemaining: int | None = Field(default=None, ge=0)
+    expirationDate: UpstreamDate | None = None
+    isRefillable: bool | None = None
+    isRenewable: bool | None = None
+    prescriptionSource: str | None = None
+    stationNumber: str | None = Field(default=None, pattern=r"^\d{3}[A-Z0-9]{0,3}$")
+    facilityName: str | None = None
+    sig: str | None = None
+    reason: str | None = None
+    providerFirstName: str | None = None
+    providerLastName: str | None = None
+    quantity: str | None = None
+    sortedDispensedDate: UpstreamDate | None = None
+    dispensedDate: UpstreamDate | None = None
+    orderedDate: UpstreamDate | None = None
+
+
+class Facility(Record):
+    """One of the Veteran's facilities and the EHR it runs."""
+
+    stationNumber: str = Field(pattern=r"^\d{3}[A-Z0-9]{0,3}$")
+    ehr: Ehr
+
+
+class RenewalRequest(Record):
+    """What the Medications app sends to ask for a renewal, over HTTP or on the ingress topic."""
+
+    veteranId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    prescription: Prescription
+    facilities: list[Facility] = Field(default_factory=list, max_length=50)
+
+
+class CareTeam(Record):
+    """A care team (SM triage group) normalised across VistA and Oracle Health."""
+
+    triageTeamId: int
+    name: str
+    displayName: str
+    stationNumber: str
+    careSystemName: str
+    ehr: Ehr
+
+
+class CareSystem(Record):
+    """The allowed care teams at one care system (healthCareSystemName), for the picker."""
+
+    stationNumber: str
+    careSystemName: str
+    ehr: Ehr
+    teams: list[CareTeam]

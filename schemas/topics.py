@@ -1,0 +1,40 @@
+"""Every Kafka topic rxsm uses, in one place.
+
+Events flow one way: renewal (meds) -> careteam (sm) -> messaging (sm). Every record is keyed by the
+renewal id (or the draft id for a general new message), so one journey keeps its order on one partition.
+"""
+
+from typing import Final
+
+RENEWAL_REQUESTS: Final = "rxsm.meds.renewal-requests.v1"
+"""Ingress: the Medications app publishes a Veteran's renewal request here (same body as the HTTP API)."""
+
+RENEWAL_REQUESTED: Final = "rxsm.meds.renewal-requested.v1"
+"""A renewable prescription was accepted; owned by meds."""
+
+CARE_TEAMS: Final = "rxsm.sm.care-teams.v1"
+"""Care teams resolved for a renewal, or no care team available; owned by sm."""
+
+DRAFTS: Final = "rxsm.sm.drafts.v1"
+"""Draft created, updated, deleted; owned by sm."""
+
+MESSAGES: Final = "rxsm.sm.messages.v1"
+"""Message sent or send failed: what SM consumers receive; owned by sm."""
+
+DEAD_LETTER: Final = "rxsm.dead-letter.v1"
+"""Records no consumer could process, with the reason and the original bytes."""
+
+ALL: Final = (RENEWAL_REQUESTS, RENEWAL_REQUESTED, CARE_TEAMS, DRAFTS, MESSAGES, DEAD_LETTER)
+
+TOPIC_OF_EVENT: Final = {
+    "renewal.requested": RENEWAL_REQUESTED,
+    "careteams.resolved": CARE_TEAMS,
+    "careteams.unavailable": CARE_TEAMS,
+    "draft.created": DRAFTS,
+    "draft.updated": DRAFTS,
+    "draft.deleted": DRAFTS,
+    "message.sent": MESSAGES,
+    "message.send_failed": MESSAGES,
+    "dead_letter": DEAD_LETTER,
+}
+"""Where each event type is published."""

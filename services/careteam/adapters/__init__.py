@@ -1,0 +1,1 @@
+"""Where the care-team service reads the Veteran's care teams from."""

@@ -1,0 +1,1 @@
+"""The messaging service (SM side): renewal drafts, edits and sends."""

@@ -1,0 +1,1 @@
+"""The messaging service's edges: its database and the upstream Secure Messaging system."""

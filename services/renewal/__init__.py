@@ -1,0 +1,1 @@
+"""The renewal service (Medications side): accepts renewal requests for renewable prescriptions."""

@@ -1,0 +1,67 @@
+"""Helpers for tests that drive the services: tokens, Kafka reads, waiting."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer
+
+from plumbing.auth import AuthSettings, issue_token
+
+T = TypeVar("T")
+
+
+def bearer(veteran_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(veteran_id, AuthSettings())}"}
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], within: float = 30.0, every: float = 0.1
+) -> T:
+    """Await ``probe`` until it returns something other than None, or fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await probe()
+        if result is not None:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"nothing came within {within} s")
+        await asyncio.sleep(every)
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    match: Callable[[dict[str, Any]], bool],
+    count: int = 1,
+    within: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until ``count`` JSON records satisfy ``match``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"rxsm-test-{uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(found) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"found {len(found)} of {count} records on {topic}")
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        value = json.loads(record.value)
+                    except (ValueError, TypeError):
+                        continue
+                    if isinstance(value, dict) and match(value):
+                        found.append(value)
+    finally:
+        await consumer.stop()
+    return found

@@ -1,0 +1,63 @@
+"""The three services running in this process against the real broker, sharing one span exporter."""
+
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from plumbing.logs import configure_logging
+from plumbing.settings import ServiceSettings
+from services.careteam.app import create_app as careteam_app
+from services.messaging.app import create_app as messaging_app
+from services.renewal.app import create_app as renewal_app
+from services.renewal.entrypoints import IDENTITY as RENEWAL
+
+
+@dataclass
+class Flow:
+    bootstrap: str
+    renewal: httpx.AsyncClient
+    careteam: httpx.AsyncClient
+    messaging: httpx.AsyncClient
+    spans: InMemorySpanExporter
+    log_stream: io.StringIO
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+async def flow(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Flow]:
+    data_dir: Path = tmp_path_factory.mktemp("services")
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        data_dir=str(data_dir),
+        retry_backoff_seconds=0.01,
+    )
+    spans = InMemorySpanExporter()
+    apps = {
+        "renewal": renewal_app(settings, spans),
+        "careteam": careteam_app(settings, spans),
+        "messaging": messaging_app(settings, spans),
+    }
+    log_stream = io.StringIO()
+    configure_logging(RENEWAL, "INFO", stream=log_stream)
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for name, app in apps.items():
+            manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+            transport = httpx.ASGITransport(app=manager.app)
+            clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+            )
+        yield Flow(kafka_bootstrap, **clients, spans=spans, log_stream=log_stream)

@@ -1,0 +1,55 @@
+# Everyday commands. Python dependencies come from uv.lock (uv itself is installed on first use).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+KAFKA_PORT ?= 9092
+
+.PHONY: help setup run test test-postgres lint format schemas docs kafka-up kafka-down kafka-status up down clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet uv
+
+setup: $(UV)  ## install Python dependencies into .venv (from uv.lock)
+	$(UV) sync --frozen --quiet
+
+run: setup  ## start Kafka if needed and the three services, push one renewal through, stop
+	$(UV) run python -m demo
+
+test: setup  ## all tests, against a real Kafka broker the tests start (or KAFKA_BOOTSTRAP_SERVERS)
+	$(UV) run pytest
+
+lint: setup  ## ruff, mypy, and the JSON Schema exports up to date
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy .
+	$(UV) run python -m schemas.export --check
+
+format: setup  ## format and fix what ruff can
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+schemas: setup  ## re-export the events' JSON Schema files under schemas/json
+	$(UV) run python -m schemas.export
+
+docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
+	$(UV) run python -m schemas.asyncapi
+
+kafka-up: setup  ## start the local Kafka broker (127.0.0.1:$(KAFKA_PORT)) in the background
+	$(UV) run python -m localkafka up --port $(KAFKA_PORT)
+
+kafka-down: setup  ## stop the local Kafka broker started by kafka-up
+	$(UV) run python -m localkafka down
+
+kafka-status: setup  ## is the local broker running?
+	$(UV) run python -m localkafka status
+
+up:  ## docker compose: Kafka, Jaeger and the services
+	docker compose up --build -d
+
+down:  ## docker compose: stop everything
+	docker compose down
+
+clean:  ## remove local state (.run: databases, broker data)
+	rm -rf .run

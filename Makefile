@@ -15,7 +15,7 @@ setup: $(UV)  ## install Python dependencies into .venv (from uv.lock)
 	$(UV) sync --frozen --quiet
 
 run: setup  ## start Kafka if needed and the three services, push one renewal through, stop
-	$(UV) run python -m demo
+	KAFKA_PORT=$(KAFKA_PORT) $(UV) run python -m demo
 
 test: setup  ## all tests, against a real Kafka broker the tests start (or KAFKA_BOOTSTRAP_SERVERS)
 	$(UV) run pytest

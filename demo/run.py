@@ -1,0 +1,206 @@
+"""Start Kafka (unless one is given) and the three services, push one renewal through, and stop.
+
+    python -m demo           # run, print the journey, stop what it started
+    python -m demo --keep    # leave everything running (and say how to stop it)
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from localkafka import LocalKafka, port_answers
+from plumbing.auth import AuthSettings, issue_token
+from rxsm.serve import PORT_ENV, SERVICES
+from schemas import topics
+
+RUN_DIR = Path(os.environ.get("RXSM_DATA_DIR", ".run"))
+VETERAN = "1012845331V153043"
+PRESCRIPTION: dict[str, Any] = {
+    "prescriptionName": "LISINOPRIL 10MG TAB",
+    "prescriptionNumber": "3636691",
+    "dispStatus": "Active",
+    "refillRemaining": 0,
+    "expirationDate": "2027-03-05",
+    "isRefillable": False,
+    "isRenewable": True,
+    "prescriptionSource": "VA",
+    "stationNumber": "442",
+    "sig": "TAKE ONE TABLET BY MOUTH DAILY",
+    "reason": "Blood pressure",
+    "providerFirstName": "Jane",
+    "providerLastName": "Smith",
+    "quantity": 30,
+    "sortedDispensedDate": "2026-10-01",
+}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def start_kafka() -> tuple[str, LocalKafka | None]:
+    """The bootstrap address, and the broker this run started (None when it reuses one)."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        say(f"using Kafka at {given} (KAFKA_BOOTSTRAP_SERVERS)")
+        return given, None
+    kafka = LocalKafka(port=int(os.environ.get("KAFKA_PORT", "9092")), data_dir=RUN_DIR / "kafka")
+    if kafka.is_running() and port_answers(kafka.host, kafka.port):
+        say(f"using the local Kafka already running at {kafka.bootstrap_servers} (pid {kafka.pid})")
+        return kafka.bootstrap_servers, None
+    say("starting Kafka (the first run downloads its jars from Maven Central)...")
+    kafka.start()
+    say(f"Kafka is up at {kafka.bootstrap_servers} (pid {kafka.pid})")
+    return kafka.bootstrap_servers, kafka
+
+
+def start_services(bootstrap: str) -> dict[str, subprocess.Popen[bytes]]:
+    logs = RUN_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = {}
+    for name, service in SERVICES.items():
+        if port_answers("127.0.0.1", service.port):
+            raise SystemExit(f"port {service.port} for the {name} service is already in use")
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "RXSM_DATA_DIR": str(RUN_DIR),
+            PORT_ENV: str(service.port),
+        }
+        with (logs / f"{name}.log").open("ab") as log:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "rxsm", "serve", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        say(f"started the {name} service on http://127.0.0.1:{service.port} (pid {processes[name].pid})")
+    return processes
+
+
+def wait_healthy(processes: dict[str, subprocess.Popen[bytes]], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    for name, process in processes.items():
+        url = f"http://127.0.0.1:{SERVICES[name].port}/health"
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the {name} service exited; see {RUN_DIR}/logs/{name}.log")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the {name} service did not become healthy; see its log")
+            time.sleep(0.3)
+
+
+async def message_sent_event(bootstrap: str, renewal_id: str, within: float = 30) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(
+        topics.MESSAGES,
+        bootstrap_servers=bootstrap,
+        group_id=f"rxsm-demo-{uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event: dict[str, Any] = json.loads(record.value)
+                    if event.get("renewal_id") == renewal_id:
+                        return event
+    finally:
+        await consumer.stop()
+    raise SystemExit("no 'message sent' event arrived")
+
+
+async def journey(bootstrap: str) -> None:
+    """One renewal: request (Meds) -> care team -> prefilled draft -> send (SM)."""
+    renewal_url = f"http://127.0.0.1:{SERVICES['renewal'].port}"
+    messaging_url = f"http://127.0.0.1:{SERVICES['messaging'].port}"
+    veteran = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
+    request = {
+        "veteranId": VETERAN,
+        "prescription": {**PRESCRIPTION, "prescriptionId": str(uuid4())},
+        "facilities": [{"stationNumber": "442", "ehr": "vista"}],
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        accepted = await http.post(f"{renewal_url}/v1/renewals", json=request)
+        accepted.raise_for_status()
+        renewal_id = accepted.json()["renewal_id"]
+        trace_id = accepted.json()["trace_id"]
+        say(f"\n1. Medications asked for a renewal: renewal {renewal_id} (202 Accepted)")
+
+        draft: dict[str, Any] | None = None
+        deadline = time.monotonic() + 30
+        while draft is None and time.monotonic() < deadline:
+            response = await http.get(f"{messaging_url}/v1/renewals/{renewal_id}/draft", headers=veteran)
+            draft = response.json() if response.status_code == 200 else None
+            await asyncio.sleep(0.2)
+        if draft is None:
+            raise SystemExit("no draft was created within 30 s; see .run/logs/")
+        say(f"2. SM prefilled a draft to care team {draft['recipient_id']}:")
+        say(f"   Category: {draft['category']}   Subject: {draft['subject']}")
+        for line in draft["body"].splitlines():
+            say(f"   | {line}")
+
+        sent = await http.post(f"{messaging_url}/v1/drafts/{draft['id']}/send", headers=veteran)
+        sent.raise_for_status()
+        say(f"3. The Veteran sent it: message {sent.json()['message_id']}")
+
+    event = await message_sent_event(bootstrap, renewal_id)
+    say(f"4. SM consumers received '{event['event_type']}' on {topics.MESSAGES}:")
+    say("   " + json.dumps(event))
+    say(f"\ntrace id: {trace_id}")
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]], kafka: LocalKafka | None) -> None:
+    for name, process in processes.items():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        say(f"stopped the {name} service (pid {process.pid})")
+    if kafka is not None:
+        pid = kafka.pid
+        kafka.stop()
+        say(f"stopped Kafka (pid {pid})")
+
+
+def main(argv: list[str]) -> int:
+    keep = "--keep" in argv
+    bootstrap, kafka = start_kafka()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        processes = start_services(bootstrap)
+        wait_healthy(processes)
+        asyncio.run(journey(bootstrap))
+    except BaseException:
+        stop(processes, kafka)
+        raise
+    if keep:
+        pids = ", ".join(f"{name} {p.pid}" for name, p in processes.items())
+        say(f"\nstill running: services ({pids}); logs in {RUN_DIR}/logs")
+        if kafka is not None:
+            say(f"and Kafka (pid {kafka.pid}); `make kafka-down` stops it")
+        say("stop the services with: kill " + " ".join(str(p.pid) for p in processes.values()))
+        return 0
+    say("")
+    stop(processes, kafka)
+    return 0

@@ -1,0 +1,3 @@
+from rxsm.cli import main
+
+main()

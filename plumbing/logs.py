@@ -12,6 +12,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, Processor
 
 from plumbing.identity import ServiceIdentity
+from plumbing.redaction import redact_log
 
 
 def add_trace_context(_: Any, __: str, event: EventDict) -> EventDict:
@@ -59,6 +60,7 @@ def json_formatter(identity: ServiceIdentity) -> structlog.stdlib.ProcessorForma
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_log,
             structlog.processors.JSONRenderer(),
         ],
     )

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from plumbing.identity import ServiceIdentity
+from plumbing.redaction import RedactingSpanExporter
 
 TOOL = "rxsm.tool"
 STEP = "rxsm.step"
@@ -45,10 +46,10 @@ def tracer_provider(
     )
     provider.add_span_processor(ToolAttributeProcessor(identity))
     if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter)))
     if otlp_endpoint:
-        endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        otlp = OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(otlp)))
     return provider
 
 

@@ -1,0 +1,121 @@
+"""The flow's metrics (OpenTelemetry), served in Prometheus text on each service's ``/metrics``.
+
+Counters follow the SM dashboard (domain.md section 6): drafts created / updated / deleted and messages sent,
+each by status; latency histograms for drafts and sends; renewals by outcome and owning tool; the care-system
+picker shown; dead letters; and consumer lag per topic. Labels carry ``ehr`` (vista / oracle_health) and the
+rollout ``cohort`` (new / base) where they are known.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry, generate_latest
+
+from plumbing.identity import ServiceIdentity
+
+Labels = Mapping[str, str | int | bool]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class ConsumerLag:
+    """Lag per (topic, partition) of the service's consumers, refreshed by a background task."""
+
+    values: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        for (group, topic, partition), lag in self.values.items():
+            yield Observation(
+                lag, {"consumer_group": group, "topic": topic, "partition": partition}
+            )
+
+    async def refresh(self, group: str, consumer: AIOKafkaConsumer) -> None:
+        for partition in consumer.assignment():
+            tp: TopicPartition = partition
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await consumer.position(tp)
+            self.values[(group, tp.topic, tp.partition)] = max(highwater - position, 0)
+
+
+class ServiceMetrics:
+    """One service's meter provider, its Prometheus registry, and the flow's instruments."""
+
+    def __init__(self, identity: ServiceIdentity, extra_reader: MetricReader | None = None) -> None:
+        self.identity = identity
+        self.registry = CollectorRegistry(auto_describe=True)
+        readers: list[MetricReader] = [
+            PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
+        ]
+        if extra_reader is not None:
+            readers.append(extra_reader)
+        self.provider = MeterProvider(
+            metric_readers=readers,
+            resource=Resource.create({"service.name": f"rxsm-{identity.name}"}),
+        )
+        meter = self.provider.get_meter("rxsm")
+        self.drafts_created = meter.create_counter(
+            "rxsm.drafts.created", description="Drafts created, by status"
+        )
+        self.drafts_updated = meter.create_counter(
+            "rxsm.drafts.updated", description="Draft updates, by status"
+        )
+        self.drafts_deleted = meter.create_counter(
+            "rxsm.drafts.deleted", description="Draft deletions, by status"
+        )
+        self.messages_sent = meter.create_counter(
+            "rxsm.messages.sent", description="Message sends, by status"
+        )
+        self.draft_latency = meter.create_histogram(
+            "rxsm.draft.duration",
+            unit="s",
+            description="Time to create or update a draft",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.send_latency = meter.create_histogram(
+            "rxsm.send.duration",
+            unit="s",
+            description="Time to send a message",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self.renewals = meter.create_counter(
+            "rxsm.renewals", description="Renewal steps reached, by outcome and owning tool"
+        )
+        self.picker_shown = meter.create_counter(
+            "rxsm.care_system_picker.shown", description="Care-system picker kind offered"
+        )
+        self.dead_letters = meter.create_counter(
+            "rxsm.dead_letters", description="Records sent to the dead-letter topic"
+        )
+        self.lag = ConsumerLag()
+        meter.create_observable_gauge(
+            "rxsm.consumer.lag", callbacks=[self.lag.observe], description="Records behind"
+        )
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def track_lag(self, broker: KafkaBroker, every: float = 5.0) -> None:
+        """Refresh consumer lag until cancelled (run as a task in the app's lifespan)."""
+        while True:
+            for subscriber in broker.subscribers:
+                consumer = getattr(subscriber, "consumer", None)
+                group = getattr(subscriber, "group_id", None) or self.identity.consumer_group
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        await self.lag.refresh(str(group), consumer)
+            await asyncio.sleep(every)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

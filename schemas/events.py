@@ -11,10 +11,12 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.records import CareSystem, Prescription
+from schemas.records import BlockedFacility, CareSystem, CareTeam, Prescription
 from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
 
 SCHEMA_VERSION: Literal[1] = 1
+
+SuggestionBasis = Literal["recent_team", "prescriber_team", "pharmacy"]
 
 
 def utc_now() -> datetime:
@@ -68,6 +70,18 @@ class CareTeamsResolved(Event):
     care_systems: list[CareSystem]
     suggested_team_id: int | None
     picker: PickerKind
+    suggestion_basis: SuggestionBasis | None = Field(
+        default=None,
+        description="Why the team was suggested: the Veteran messaged it in the last 6 months, "
+        "it is the prescriber's team, or the facility's pharmacy.",
+    )
+    recent_teams: list[CareTeam] = Field(
+        default_factory=list,
+        description="Allowed teams the Veteran messaged in the last 6 months, newest first (at most 4).",
+    )
+    blocked_facilities: list[BlockedFacility] = Field(
+        default_factory=list, description="Facilities where every team is blocked."
+    )
 
 
 class CareTeamUnavailable(Event):
@@ -79,6 +93,9 @@ class CareTeamUnavailable(Event):
     veteran_id: str
     ehr: Ehr
     reason: UnavailableReason
+    blocked_facilities: list[BlockedFacility] = Field(
+        default_factory=list, description="Facilities where every team is blocked."
+    )
 
 
 class DraftEvent(Event):

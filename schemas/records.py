@@ -75,6 +75,12 @@ class CareTeam(Record):
     stationNumber: str
     careSystemName: str
     ehr: Ehr
+    locationName: str | None = None
+    teamName: str | None = None
+    leadProviderName: str | None = None
+    groupTypeEnumVal: str | None = Field(
+        default=None, description="SM's kind of team, e.g. PHARMACY or PRIMARY_CARE."
+    )
 
 
 class CareSystem(Record):
@@ -84,3 +90,14 @@ class CareSystem(Record):
     careSystemName: str
     ehr: Ehr
     teams: list[CareTeam]
+
+
+class BlockedFacility(Record):
+    """A facility where the Veteran can message no care team: every team there is blocked."""
+
+    stationNumber: str
+    careSystemName: str
+    ehr: Ehr
+    migratingToOh: bool = Field(
+        description="Blocked because the facility is moving to Oracle Health (phases p3-p6)."
+    )

@@ -1,0 +1,157 @@
+"""Transactional outbox and inbox: a service's database change and its events cannot diverge.
+
+- Outbox: a handler adds its events to the ``outbox`` table in the same transaction as its effect. The
+  ``OutboxRelay`` publishes them to Kafka in order and marks them published only after Kafka acknowledged
+  them; a crash in between publishes them again (same event ids), never loses them.
+- Inbox: ``first_time`` records a consumed event id in the same transaction as its effect, so a redelivered
+  event has no second effect.
+
+The trace context of the transaction that wrote an event is stored with it, so the relay's publish joins
+the handler's trace.
+"""
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+from opentelemetry import context as otel_context
+from opentelemetry.propagate import extract, inject
+from sqlalchemy import JSON, Integer, LargeBinary, String, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from plumbing.database import UtcDateTime
+from plumbing.publishing import EVENT_TYPE_HEADER
+from schemas.events import Event
+from schemas.topics import TOPIC_OF_EVENT
+
+
+class OutboxBase(DeclarativeBase):
+    """The outbox and inbox tables, created beside each service's own tables."""
+
+
+class OutboxRow(OutboxBase):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+
+class ProcessedEventRow(OutboxBase):
+    __tablename__ = "processed_events"
+
+    consumer_group: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def stage(session: AsyncSession, event: Event) -> None:
+    """Add ``event`` to the outbox in the caller's transaction; it is published after commit."""
+    headers: dict[str, str] = {EVENT_TYPE_HEADER: event.event_type}
+    inject(headers)
+    session.add(
+        OutboxRow(
+            event_id=str(event.event_id),
+            topic=TOPIC_OF_EVENT[event.event_type],
+            key=event.key,
+            value=event.model_dump_json().encode(),
+            headers=headers,
+            created_at=datetime.now(UTC),
+            published_at=None,
+        )
+    )
+
+
+async def first_time(session: AsyncSession, consumer_group: str, event_id: object) -> bool:
+    """True the first time ``consumer_group`` processes ``event_id`` (recorded in this transaction)."""
+    key = (consumer_group, str(event_id))
+    if await session.get(ProcessedEventRow, key) is not None:
+        return False
+    session.add(
+        ProcessedEventRow(
+            consumer_group=consumer_group, event_id=str(event_id), processed_at=datetime.now(UTC)
+        )
+    )
+    return True
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka, oldest first, until stopped.
+
+    ``notify()`` after a commit wakes it at once; otherwise it polls every ``idle_seconds``. Rows are
+    sent as a pipelined batch (every send in flight together, acks awaited together) and marked
+    published in one transaction. With several instances on PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets
+    each row be relayed by one instance at a time.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        broker: KafkaBroker,
+        batch_size: int = 200,
+        idle_seconds: float = 0.5,
+    ) -> None:
+        self._sessions = sessions
+        self._broker = broker
+        self._batch_size = batch_size
+        self._idle_seconds = idle_seconds
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                published = await self.relay_once()
+            except Exception:
+                published = 0
+                await asyncio.sleep(self._idle_seconds)
+            if published < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+                self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        async with self._sessions.begin() as session:
+            query = (
+                select(OutboxRow)
+                .where(OutboxRow.published_at.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(self._batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(await session.scalars(query))
+            if not rows:
+                return 0
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_([row.id for row in rows]))
+                .values(published_at=datetime.now(UTC))
+            )
+        return len(rows)
+
+    async def _publish(self, row: OutboxRow) -> None:
+        token = otel_context.attach(extract(row.headers))
+        try:
+            await self._broker.publish(
+                row.value,
+                topic=row.topic,
+                key=row.key,
+                headers={
+                    EVENT_TYPE_HEADER: row.headers[EVENT_TYPE_HEADER],
+                    "content-type": "application/json",
+                },
+            )
+        finally:
+            otel_context.detach(token)

@@ -1,0 +1,91 @@
+"""The outbox publishes exactly what was committed, in order, on the real broker; the inbox dedups."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from plumbing.broker import make_broker
+from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.identity import ServiceIdentity
+from plumbing.outbox import OutboxBase, OutboxRelay, OutboxRow, first_time, stage
+from plumbing.settings import ServiceSettings
+from plumbing.telemetry import tracer_provider
+from schemas import topics
+from schemas.events import CareTeamUnavailable
+from schemas.vocabulary import Tool
+from tests.support import read_topic
+
+IDENTITY = ServiceIdentity("outbox-test", Tool.SM)
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/outbox.db")
+    await create_tables(engine, OutboxBase)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
+    spans = InMemorySpanExporter()
+    settings = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap)
+    broker = make_broker(IDENTITY, settings, tracer_provider(IDENTITY, exporter=spans))
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+def unavailable(renewal_id: object) -> CareTeamUnavailable:
+    return CareTeamUnavailable(
+        renewal_id=renewal_id, veteran_id="v-1", ehr="vista", reason="no_associations"
+    )
+
+
+async def test_committed_events_are_published_once_in_order(
+    sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker, kafka_bootstrap: str
+) -> None:
+    renewal_id = uuid4()
+    events = [unavailable(renewal_id) for _ in range(5)]
+    async with sessions.begin() as session:
+        for event in events:
+            stage(session, event)
+    relay = OutboxRelay(sessions, broker)
+
+    assert await relay.relay_once() == 5
+    assert await relay.relay_once() == 0
+
+    found = await read_topic(
+        kafka_bootstrap, topics.CARE_TEAMS, lambda e: e.get("renewal_id") == str(renewal_id), 5
+    )
+    assert [e["event_id"] for e in found] == [str(e.event_id) for e in events]
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(
+    sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with sessions.begin() as session:
+            stage(session, unavailable(uuid4()))
+            raise RuntimeError("the effect failed")
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+    assert await OutboxRelay(sessions, broker).relay_once() == 0
+
+
+async def test_the_inbox_lets_an_event_through_once_per_consumer_group(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    event_id = uuid4()
+    async with sessions.begin() as session:
+        assert await first_time(session, "rxsm-messaging", event_id)
+    async with sessions.begin() as session:
+        assert not await first_time(session, "rxsm-messaging", event_id)
+        assert await first_time(session, "rxsm-renewal-ledger", event_id)

@@ -1,7 +1,7 @@
 """Domain records carried inside events, named as the Medications app and SM name them (camelCase)."""
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -18,6 +18,21 @@ def _date_part(value: Any) -> Any:
 
 
 UpstreamDate = Annotated[date, BeforeValidator(_date_part)]
+
+OhRequestStatus = Literal[
+    "active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"
+]
+"""FHIR MedicationRequest.status."""
+
+OhCategory = Literal[
+    "va_prescription",
+    "clinic_administered",
+    "documented_non_va",
+    "inpatient",
+    "pharmacy_charges",
+    "uncategorized",
+]
+"""How VA.gov classifies an Oracle Health medication."""
 
 
 class Record(BaseModel):
@@ -49,6 +64,36 @@ class Prescription(Record):
     sortedDispensedDate: UpstreamDate | None = None
     dispensedDate: UpstreamDate | None = None
     orderedDate: UpstreamDate | None = None
+    # Oracle Health only: read from the FHIR MedicationRequest and its dispenses. For an Oracle Health
+    # prescription ``expirationDate`` is the request's dispenseRequest.validityPeriod.end.
+    medicationRequestStatus: OhRequestStatus | None = Field(
+        default=None, description="Oracle Health: MedicationRequest.status."
+    )
+    medicationCategory: OhCategory | None = Field(
+        default=None,
+        description=(
+            "Oracle Health: the medication's kind, from MedicationRequest.category, reportedBoolean "
+            "and intent (a VA prescription, clinic-administered, documented non-VA, ...)."
+        ),
+    )
+    dispenseCount: int | None = Field(
+        default=None, ge=0, description="Oracle Health: MedicationDispense records, any status."
+    )
+    completedDispenseCount: int | None = Field(
+        default=None, ge=0, description="Oracle Health: MedicationDispense records completed."
+    )
+    numberOfRepeatsAllowed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Oracle Health: MedicationRequest.dispenseRequest.numberOfRepeatsAllowed.",
+    )
+    refillRequested: bool | None = Field(
+        default=None,
+        description="Oracle Health: a refill request from VA.gov or the app is pending.",
+    )
+    dispenseInProgress: bool | None = Field(
+        default=None, description="Oracle Health: a dispense is in progress or in preparation."
+    )
 
 
 class Facility(Record):

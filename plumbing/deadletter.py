@@ -1,16 +1,23 @@
 """Consumer error policy: retry what may pass, dead-letter what cannot, and keep consuming.
 
-A record whose bytes or schema are wrong (``PermanentError``, pydantic validation, JSON, UTF-8) goes
-straight to the dead-letter topic. Any other error is retried in-process with exponential backoff and
-jitter; when the tries run out the record is dead-lettered too. Either way the offset is committed only
-after the dead-letter record is acknowledged by Kafka, so nothing is lost: if that publish fails, the
-error reaches FastStream's NACK_ON_ERROR policy and the record is consumed again.
+- A record whose bytes or schema are wrong (``PermanentError``, pydantic validation, JSON, UTF-8) goes
+  straight to the dead-letter topic.
+- Any other error is retried in-process with exponential backoff and full jitter. When those tries run
+  out, the record is parked on the consumer group's own retry topic (``<topic>.retry.<group>``) with a
+  due time, so the main partition moves on; the group consumes its retry topic too and waits for the
+  due time before trying again. After ``redeliveries`` rounds the record is dead-lettered.
+- The offset is committed only after the retry or dead-letter record is acknowledged by Kafka: if that
+  publish fails, FastStream's NACK_ON_ERROR policy consumes the record again. Nothing is lost.
+
+A dead-letter record keeps the original bytes, topic, partition, offset, the error, the attempt count
+and the owning tool; ``rxsm dlq replay`` puts it back on the group's retry topic.
 """
 
 import asyncio
 import base64
 import json
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +30,21 @@ from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from schemas import topics
 from schemas.events import DeadLetter
+
+ATTEMPTS = "rxsm-attempts"
+REDELIVERIES = "rxsm-redeliveries"
+RETRY_AT = "rxsm-retry-at-ms"
+ORIGINAL_TOPIC = "rxsm-original-topic"
+ORIGINAL_PARTITION = "rxsm-original-partition"
+ORIGINAL_OFFSET = "rxsm-original-offset"
+RETRY_HEADERS = (
+    ATTEMPTS,
+    REDELIVERIES,
+    RETRY_AT,
+    ORIGINAL_TOPIC,
+    ORIGINAL_PARTITION,
+    ORIGINAL_OFFSET,
+)
 
 
 class PermanentError(Exception):
@@ -56,11 +78,58 @@ def safe_reason(error: BaseException) -> str:
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 3
+    """Tries in-process, per delivery."""
     backoff_seconds: float = 0.2
+    redeliveries: int = 3
+    """Rounds through the retry topic before the record is dead-lettered."""
+    redelivery_delay_seconds: float = 5.0
 
-    def delay(self, attempt: int) -> float:
-        """Full-jitter exponential backoff before try ``attempt + 1``."""
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff before in-process try ``attempt + 1``."""
         return random.uniform(0, self.backoff_seconds * 2 ** (attempt - 1))
+
+    def redelivery_delay(self, redelivery: int) -> float:
+        return float(self.redelivery_delay_seconds * 2**redelivery)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a record really comes from, and how often it was tried, across retry rounds."""
+
+    record: ConsumerRecord
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, record: ConsumerRecord) -> "Delivery":
+        headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
+        return cls(record, headers)
+
+    @property
+    def topic(self) -> str:
+        return self.headers.get(ORIGINAL_TOPIC) or str(self.record.topic)
+
+    @property
+    def partition(self) -> int:
+        return int(self.headers.get(ORIGINAL_PARTITION, self.record.partition))
+
+    @property
+    def offset(self) -> int:
+        return int(self.headers.get(ORIGINAL_OFFSET, self.record.offset))
+
+    @property
+    def earlier_attempts(self) -> int:
+        return int(self.headers.get(ATTEMPTS, 0))
+
+    @property
+    def redeliveries(self) -> int:
+        return int(self.headers.get(REDELIVERIES, 0))
+
+    @property
+    def seconds_until_due(self) -> float:
+        return max(int(self.headers.get(RETRY_AT, 0)) / 1000 - time.time(), 0.0)
+
+    def original_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.headers.items() if k not in RETRY_HEADERS}
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -68,19 +137,18 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def dead_letter_for(
-    record: ConsumerRecord, identity: ServiceIdentity, error: BaseException, attempts: int
+    delivery: Delivery, identity: ServiceIdentity, group: str, error: BaseException, attempts: int
 ) -> DeadLetter:
-    headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
     return DeadLetter(
         tool=identity.tool,
         service=identity.name,
-        consumer_group=identity.consumer_group,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=_b64(record.key),
-        value=_b64(record.value) or "",
-        headers=headers,
+        consumer_group=group,
+        topic=delivery.topic,
+        partition=delivery.partition,
+        offset=delivery.offset,
+        key=_b64(delivery.record.key),
+        value=_b64(delivery.record.value) or "",
+        headers=delivery.original_headers(),
         error_type=type(error).__name__,
         reason=safe_reason(error),
         attempts=attempts,
@@ -105,36 +173,72 @@ class _DeadLetterScope(BaseMiddleware):
         super().__init__(msg, context=context)
         self.identity = identity
         self.policy = policy
+        self.log = get_logger(identity)
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-        attempt = 1
+        delivery = Delivery.of(msg.raw_message)
+        await asyncio.sleep(delivery.seconds_until_due)
+        tries = 0
         while True:
+            tries += 1
             try:
                 return await call_next(msg)
             except (HandlerException, asyncio.CancelledError):
                 raise
             except PERMANENT as error:
-                await self._dead_letter(msg, error, attempt)
+                await self._dead_letter(delivery, error, delivery.earlier_attempts + tries)
                 return None
             except Exception as error:
-                if attempt >= self.policy.attempts:
-                    await self._dead_letter(msg, error, attempt)
-                    return None
-                await asyncio.sleep(self.policy.delay(attempt))
-                attempt += 1
+                if tries < self.policy.attempts:
+                    await asyncio.sleep(self.policy.backoff(tries))
+                    continue
+                attempts = delivery.earlier_attempts + tries
+                if delivery.redeliveries < self.policy.redeliveries:
+                    await self._park(delivery, error, attempts)
+                else:
+                    await self._dead_letter(delivery, error, attempts)
+                return None
 
-    async def _dead_letter(
-        self, msg: StreamMessage[Any], error: BaseException, attempts: int
-    ) -> None:
-        record: ConsumerRecord = msg.raw_message
-        letter = dead_letter_for(record, self.identity, error, attempts)
+    @property
+    def group(self) -> str:
+        subscriber = self.context.get("handler_")
+        return str(getattr(subscriber, "group_id", None) or self.identity.consumer_group)
+
+    async def _park(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        delay = self.policy.redelivery_delay(delivery.redeliveries)
+        headers = {
+            **delivery.original_headers(),
+            ATTEMPTS: str(attempts),
+            REDELIVERIES: str(delivery.redeliveries + 1),
+            RETRY_AT: str(int((time.time() + delay) * 1000)),
+            ORIGINAL_TOPIC: delivery.topic,
+            ORIGINAL_PARTITION: str(delivery.partition),
+            ORIGINAL_OFFSET: str(delivery.offset),
+        }
+        retry_topic = topics.retry_topic(delivery.topic, self.group)
         broker = self.context.get("broker")
-        await broker.publish(letter, topic=topics.DEAD_LETTER, key=record.key)
-        get_logger(self.identity).warning(
+        await broker.publish(
+            delivery.record.value, topic=retry_topic, key=delivery.record.key, headers=headers
+        )
+        self.log.warning(
+            "event parked for retry",
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            error_type=type(error).__name__,
+            attempts=attempts,
+            retry_in_seconds=delay,
+        )
+
+    async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        letter = dead_letter_for(delivery, self.identity, self.group, error, attempts)
+        broker = self.context.get("broker")
+        await broker.publish(letter, topic=topics.DEAD_LETTER, key=delivery.record.key)
+        self.log.warning(
             "event dead-lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
             error_type=letter.error_type,
             reason=letter.reason,
             attempts=attempts,

@@ -57,7 +57,12 @@ def service_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with resources() if resources else _nothing():
-            await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+            subscribed = [
+                topic for sub in broker.subscribers for topic in getattr(sub, "topics", ())
+            ]
+            await ensure_topics(
+                settings.kafka_bootstrap_servers, settings.topic_partitions, subscribed
+            )
             await broker.start()
             try:
                 yield

@@ -26,6 +26,8 @@ class ServiceSettings(BaseSettings):
     )
     retry_attempts: int = Field(default=3, ge=1, description="In-process tries of a failing event.")
     retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    redeliveries: int = Field(default=3, ge=0, description="Rounds through the retry topic.")
+    redelivery_delay_seconds: float = Field(default=5.0, ge=0)
 
     def database_url_for(self, service: str) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir}/{service}.db"

@@ -1,5 +1,6 @@
 """Creating rxsm's topics before anything subscribes, so no consumer waits on a metadata refresh."""
 
+from collections.abc import Iterable
 from contextlib import suppress
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -8,15 +9,17 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas import topics
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: int, replication: int = 1) -> None:
-    """Create every rxsm topic that does not exist yet; existing ones are left as they are."""
+async def ensure_topics(
+    bootstrap_servers: str, partitions: int, extra: Iterable[str] = (), replication: int = 1
+) -> None:
+    """Create every rxsm topic (and ``extra`` ones) not there yet; existing ones are left alone."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="rxsm-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=partitions, replication_factor=replication)
-            for name in topics.ALL
+            for name in dict.fromkeys([*topics.ALL, *extra])
             if name not in existing
         ]
         if missing:

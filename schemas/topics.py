@@ -38,3 +38,8 @@ TOPIC_OF_EVENT: Final = {
     "dead_letter": DEAD_LETTER,
 }
 """Where each event type is published."""
+
+
+def retry_topic(topic: str, consumer_group: str) -> str:
+    """Where ``consumer_group`` parks a record of ``topic`` to try again later (only it reads it)."""
+    return f"{topic}.retry.{consumer_group}"

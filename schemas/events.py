@@ -6,6 +6,7 @@ Every event carries an envelope: a unique ``event_id`` (consumers' dedup key), i
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
@@ -98,6 +99,26 @@ class CareTeamUnavailable(Event):
     )
 
 
+class TeamSelection(StrEnum):
+    """How the Veteran's care team was chosen: the suggested one, the recent list, or the picker."""
+
+    SUGGESTED = "suggested"
+    RECENT = "recent"
+    CARE_SYSTEM_PICKER = "care_system_picker"
+
+
+class Platform(StrEnum):
+    """Where the Veteran wrote the message: VA.gov on the web, or the mobile app."""
+
+    WEB = "web"
+    MOBILE = "mobile"
+
+
+def _draft_key(renewal_id: UUID | None, draft_id: UUID) -> bytes:
+    """The renewal id, or the draft id for a general new message, so one draft keeps its order."""
+    return str(renewal_id or draft_id).encode()
+
+
 class DraftEvent(Event):
     """Fields every draft event shares; ``renewal_id`` is empty for a general new message."""
 
@@ -107,6 +128,17 @@ class DraftEvent(Event):
     ehr: Ehr | None
     category: Category
     recipient_id: int | None
+    station_number: str | None = Field(default=None, description="The care team's station.")
+    team_selection: TeamSelection | None = Field(
+        default=None, description="How the care team was chosen; empty while there is none."
+    )
+    platform: Platform | None = Field(
+        default=None, description="Where the Veteran is writing, when the front end said."
+    )
+
+    @property
+    def key(self) -> bytes:
+        return _draft_key(self.renewal_id, self.draft_id)
 
 
 class DraftCreated(DraftEvent):
@@ -134,6 +166,12 @@ class MessageSent(Event):
     station_number: str
     ehr: Ehr
     category: Category
+    team_selection: TeamSelection | None = None
+    platform: Platform | None = None
+
+    @property
+    def key(self) -> bytes:
+        return _draft_key(self.renewal_id, self.draft_id)
 
 
 class MessageSendFailed(Event):
@@ -145,8 +183,18 @@ class MessageSendFailed(Event):
     veteran_id: str
     recipient_id: int | None
     ehr: Ehr | None
-    error_code: str
-    retryable: bool
+    error_code: str = Field(description="SM's error code (SM98, SM119, SM151, SM901...).")
+    retryable: bool = Field(description="Whether sending the same draft again may succeed.")
+    station_number: str | None = None
+    message_id: str | None = Field(
+        default=None, description="SM's id when SM had accepted the message before it failed."
+    )
+    team_selection: TeamSelection | None = None
+    platform: Platform | None = None
+
+    @property
+    def key(self) -> bytes:
+        return _draft_key(self.renewal_id, self.draft_id)
 
 
 class DeadLetter(BaseModel):

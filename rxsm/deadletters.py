@@ -1,0 +1,66 @@
+"""Dead letters for SREs: list them, look at one, and replay it to the consumer group that failed it."""
+
+import base64
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from plumbing.deadletter import (
+    ATTEMPTS,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TOPIC,
+    REDELIVERIES,
+    RETRY_AT,
+)
+from rxsm.kafka_reads import read_json
+from schemas import topics
+from schemas.events import DeadLetter
+
+
+async def dead_letters(bootstrap: str) -> list[DeadLetter]:
+    letters = []
+    for value in await read_json(bootstrap, topics.DEAD_LETTER):
+        if value.get("event_type") == "dead_letter":
+            letters.append(DeadLetter.model_validate(value))
+    return letters
+
+
+async def find(bootstrap: str, letter_id: str) -> DeadLetter | None:
+    letters = await dead_letters(bootstrap)
+    return next((letter for letter in letters if str(letter.event_id) == letter_id), None)
+
+
+def replay_record(letter: DeadLetter) -> dict[str, Any]:
+    """Where and how a dead letter is replayed: the failing group's retry topic, due now, fresh count."""
+    headers = {
+        **letter.headers,
+        ATTEMPTS: "0",
+        REDELIVERIES: "0",
+        RETRY_AT: str(int(time.time() * 1000)),
+        ORIGINAL_TOPIC: letter.topic,
+        ORIGINAL_PARTITION: str(letter.partition),
+        ORIGINAL_OFFSET: str(letter.offset),
+    }
+    return {
+        "topic": topics.retry_topic(letter.topic, letter.consumer_group),
+        "key": base64.b64decode(letter.key) if letter.key else None,
+        "value": base64.b64decode(letter.value),
+        "headers": [(name, value.encode()) for name, value in headers.items()],
+    }
+
+
+async def replay(bootstrap: str, letters: list[DeadLetter]) -> list[str]:
+    """Republish ``letters``; returns the topics they went to."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = []
+        for letter in letters:
+            record = replay_record(letter)
+            await producer.send_and_wait(**record)
+            sent.append(record["topic"])
+        return sent
+    finally:
+        await producer.stop()

@@ -1,33 +1,73 @@
 """Wiring of the care-team service: ``uvicorn --factory services.careteam.app:create_app``."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
-from plumbing.http import service_app
+from plumbing.http import Resources, service_app
 from plumbing.logs import configure_logging
 from plumbing.publishing import KafkaPublisher
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
-from services.careteam.adapters.directory import DemoDirectory
-from services.careteam.entrypoints import IDENTITY, subscribers
+from services.careteam.adapters.demo import DemoDirectory
+from services.careteam.adapters.directory import BoundedDirectory, CareTeamDirectory
+from services.careteam.adapters.flags import SettingsOhPilot
+from services.careteam.adapters.sm_api import SmApiDirectory, directory_client
+from services.careteam.config import IDENTITY, CareTeamSettings
+from services.careteam.entrypoints import http, subscribers
+from services.careteam.handlers import Dependencies
+
+
+def careteam_settings(settings: ServiceSettings | None) -> CareTeamSettings:
+    """The care-team settings: shared ``settings`` as given, the service's own from the environment."""
+    if isinstance(settings, CareTeamSettings):
+        return settings
+    return CareTeamSettings(**settings.model_dump()) if settings else CareTeamSettings()
+
+
+def directory_of(settings: CareTeamSettings) -> tuple[CareTeamDirectory, Resources | None]:
+    """The SM API when a URL is set, else the demo directory; and the client to open and close."""
+    if settings.careteam_directory_url is None:
+        return DemoDirectory(), None
+    client = directory_client(
+        settings.careteam_directory_url, settings.careteam_directory_timeout_seconds
+    )
+
+    @asynccontextmanager
+    async def open_client() -> AsyncIterator[None]:
+        async with client:
+            yield
+
+    return SmApiDirectory(client), open_client
 
 
 def create_app(
     settings: ServiceSettings | None = None, span_exporter: SpanExporter | None = None
 ) -> FastAPI:
-    settings = settings or ServiceSettings()
-    configure_logging(IDENTITY, settings.log_level)
-    tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
-    broker = make_broker(IDENTITY, settings, tracing)
+    config = careteam_settings(settings)
+    configure_logging(IDENTITY, config.log_level)
+    tracing = tracer_provider(IDENTITY, config.otlp_endpoint, span_exporter)
+    broker = make_broker(IDENTITY, config, tracing)
     broker.include_router(subscribers())
-    broker.context.set_global("directory", DemoDirectory())
-    broker.context.set_global("publish", KafkaPublisher(broker))
-    return service_app(
+    directory, resources = directory_of(config)
+    deps = Dependencies(
+        directory=BoundedDirectory(directory, config.directory_budget),
+        oh_pilot=SettingsOhPilot(config.oh_pilot_veterans, everyone=config.oh_pilot_everyone),
+        publish=KafkaPublisher(broker),
+    )
+    broker.context.set_global("careteam", deps)
+    app = service_app(
         IDENTITY,
-        settings,
+        config,
         broker,
         tracing,
         title="rxsm care-team service (SM)",
-        description="Resolves the care teams (triage groups) a renewal request can be sent to.",
+        description="Resolves the care teams (triage groups) a renewal or new message can go to.",
+        resources=resources,
     )
+    app.state.careteam = deps
+    app.include_router(http)
+    return app

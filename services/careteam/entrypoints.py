@@ -1,42 +1,171 @@
-"""How events reach the care-team service."""
+"""How requests reach the care-team service: renewals from Kafka, the SM front end over HTTP."""
 
+from datetime import UTC, date, datetime
 from typing import Annotated
 
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from faststream import Context
 from faststream.kafka import KafkaRouter
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
-from plumbing.broker import consumer_options
-from plumbing.identity import ServiceIdentity
+from plumbing.auth import VeteranId
+from plumbing.broker import subscribe
 from plumbing.logs import get_logger
-from plumbing.publishing import Publish
 from plumbing.telemetry import annotate
 from schemas import topics
-from schemas.events import RenewalRequested
-from schemas.vocabulary import Tool
-from services.careteam import handlers
-from services.careteam.adapters.directory import CareTeamDirectory
+from schemas.events import CareTeamsResolved, RenewalRequested
+from schemas.records import BlockedFacility, CareSystem, CareTeam
+from schemas.vocabulary import Ehr, PickerKind, UnavailableReason
+from services.careteam import domain, handlers
+from services.careteam.adapters.directory import DirectoryError
+from services.careteam.config import IDENTITY
+from services.careteam.handlers import Dependencies
 
-IDENTITY = ServiceIdentity("careteam", Tool.SM)
 log = get_logger(IDENTITY)
 
 
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
 async def on_renewal_requested(
-    event: RenewalRequested,
-    directory: Annotated[CareTeamDirectory, Context("directory")],
-    publish: Annotated[Publish, Context("publish")],
+    event: RenewalRequested, deps: Annotated[Dependencies, Context("careteam")]
 ) -> None:
     annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
-    outcome = await handlers.resolve_for_renewal(event, directory, publish)
-    log.info(
-        "care teams resolved" if outcome.event_type == "careteams.resolved" else "no care team",
-        step="careteam.resolve",
-        renewal_id=str(event.renewal_id),
-        outcome=outcome.event_type,
-    )
+    outcome = await handlers.resolve_for_renewal(event, deps, _today())
+    if isinstance(outcome, CareTeamsResolved):
+        log.info(
+            "care teams resolved",
+            step="careteam.resolve",
+            renewal_id=str(event.renewal_id),
+            outcome=outcome.event_type,
+            care_systems=len(outcome.care_systems),
+            picker=str(outcome.picker),
+            suggestion_basis=outcome.suggestion_basis,
+        )
+    else:
+        log.info(
+            "no care team",
+            step="careteam.resolve",
+            renewal_id=str(event.renewal_id),
+            outcome=outcome.event_type,
+            unavailable_reason=str(outcome.reason),
+        )
 
 
 def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
-    router.subscriber(topics.RENEWAL_REQUESTED, **consumer_options(IDENTITY))(on_renewal_requested)
+    subscribe(router, topics.RENEWAL_REQUESTED, on_renewal_requested, IDENTITY)
     return router
+
+
+http = APIRouter(prefix="/v1", tags=["care teams"])
+
+
+class CareSystemChoice(BaseModel):
+    """One care system the Veteran can pick, without its teams (ask with ``?care_system=``)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+
+    station_number: str
+    care_system_name: str
+    ehr: Ehr
+    team_count: int
+
+
+class CareTeamsView(BaseModel):
+    """The Veteran's options for a new message: recent teams, care systems, and one system's teams."""
+
+    recent_teams: list[CareTeam]
+    care_systems: list[CareSystemChoice]
+    picker: PickerKind | None
+    blocked_facilities: list[BlockedFacility]
+    care_system: CareSystem | None
+    unavailable_reason: UnavailableReason | None
+
+
+class Problem(BaseModel):
+    code: str
+    message: str
+
+
+def dependencies_of(request: Request) -> Dependencies:
+    deps: Dependencies = request.app.state.careteam
+    return deps
+
+
+CARE_SYSTEM = Query(
+    pattern=r"^\d{3}[A-Z0-9]{0,3}$",
+    description="A care system's station number (e.g. 442): include that system's teams.",
+)
+
+
+@http.get(
+    "/care-teams",
+    response_model=CareTeamsView,
+    responses={
+        422: {"model": Problem, "description": "Not one of the Veteran's care systems."},
+        503: {"model": Problem, "description": "The care-team directory did not answer."},
+    },
+)
+async def get_care_teams(
+    veteran_id: VeteranId,
+    deps: Annotated[Dependencies, Depends(dependencies_of)],
+    care_system: Annotated[str | None, CARE_SYSTEM] = None,
+) -> CareTeamsView | JSONResponse:
+    """The calling Veteran's recent care teams (at most 4), care systems and picker kind."""
+    annotate("careteam.list")
+    try:
+        found = await handlers.care_team_options(veteran_id, deps, _today())
+    except DirectoryError as error:
+        log.warning("care-team directory failed", step="careteam.list", error=str(error))
+        return _problem(
+            503,
+            "directory_unavailable",
+            "The care-team directory did not answer. Try again in a few minutes.",
+        )
+    except domain.NoCareTeam as none:
+        if care_system is not None:
+            return _unknown_care_system(care_system, [])
+        return CareTeamsView(
+            recent_teams=[],
+            care_systems=[],
+            picker=None,
+            blocked_facilities=none.blocked_facilities,
+            care_system=None,
+            unavailable_reason=none.reason,
+        )
+    chosen = found.care_system(care_system) if care_system is not None else None
+    if care_system is not None and chosen is None:
+        return _unknown_care_system(care_system, found.care_systems)
+    return CareTeamsView(
+        recent_teams=found.recent_teams,
+        care_systems=[
+            CareSystemChoice(
+                station_number=system.stationNumber,
+                care_system_name=system.careSystemName,
+                ehr=system.ehr,
+                team_count=len(system.teams),
+            )
+            for system in found.care_systems
+        ],
+        picker=found.picker,
+        blocked_facilities=found.blocked_facilities,
+        care_system=chosen,
+        unavailable_reason=None,
+    )
+
+
+def _unknown_care_system(station: str, systems: list[CareSystem]) -> JSONResponse:
+    yours = ", ".join(system.stationNumber for system in systems)
+    hint = f"Choose one of: {yours}." if yours else "You have no care system to message."
+    return _problem(
+        422, "unknown_care_system", f"Care system {station} is not one of yours. {hint}"
+    )
+
+
+def _problem(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "message": message})

@@ -1,35 +1,96 @@
-"""Use cases of the care-team service."""
+"""Use cases of the care-team service: resolve a renewal's care teams, list a Veteran's options."""
 
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID, uuid5
+
+from plumbing.logs import get_logger
 from plumbing.publishing import Publish
 from schemas.events import CareTeamsResolved, CareTeamUnavailable, RenewalRequested
-from services.careteam.adapters.directory import CareTeamDirectory
-from services.careteam.domain import NoCareTeam, resolve
+from schemas.records import BlockedFacility
+from schemas.vocabulary import UnavailableReason
+from services.careteam import domain
+from services.careteam.adapters.directory import CareTeamDirectory, DirectoryError
+from services.careteam.adapters.flags import OhPilot
+from services.careteam.config import IDENTITY
+
+log = get_logger(IDENTITY)
+
+
+@dataclass
+class Dependencies:
+    """What the use cases work with; the app builds one and hands it to every entrypoint."""
+
+    directory: CareTeamDirectory
+    oh_pilot: OhPilot
+    publish: Publish
+
+
+CareTeamsOutcome = CareTeamsResolved | CareTeamUnavailable
+
+
+def outcome_id(event: RenewalRequested) -> UUID:
+    """The same id for the outcome of every delivery of one request, so consumers drop repeats."""
+    return uuid5(event.event_id, "careteams")
 
 
 async def resolve_for_renewal(
-    event: RenewalRequested, directory: CareTeamDirectory, publish: Publish
-) -> CareTeamsResolved | CareTeamUnavailable:
-    """Publish the Veteran's candidate care teams for the renewal, or why there are none."""
-    groups = await directory.triage_groups(event.veteran_id)
-    outcome: CareTeamsResolved | CareTeamUnavailable
+    event: RenewalRequested, deps: Dependencies, today: date
+) -> CareTeamsOutcome:
+    """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none."""
+    outcome: CareTeamsOutcome
     try:
-        resolution = resolve(groups, event.prescription.stationNumber)
-    except NoCareTeam as none:
-        outcome = CareTeamUnavailable(
-            renewal_id=event.renewal_id,
-            veteran_id=event.veteran_id,
-            ehr=event.ehr,
-            reason=none.reason,
+        directory = await deps.directory.care_teams(event.veteran_id)
+        pilot = deps.oh_pilot.is_on(event.veteran_id)
+        resolution = domain.resolve(directory, event.prescription, pilot, today)
+    except DirectoryError as error:
+        log.warning(
+            "care-team directory failed",
+            step="careteam.resolve",
+            renewal_id=str(event.renewal_id),
+            error=str(error),
+            transient=error.transient,
         )
+        outcome = _unavailable(event, UnavailableReason.DIRECTORY_ERROR)
+    except domain.NoCareTeam as none:
+        outcome = _unavailable(event, none.reason, none.blocked_facilities)
     else:
+        options, suggestion = resolution.options, resolution.suggestion
         outcome = CareTeamsResolved(
+            event_id=outcome_id(event),
             renewal_id=event.renewal_id,
             veteran_id=event.veteran_id,
             ehr=event.ehr,
             prescription=event.prescription,
-            care_systems=resolution.care_systems,
-            suggested_team_id=resolution.suggested_team_id,
-            picker=resolution.picker,
+            care_systems=options.care_systems,
+            suggested_team_id=suggestion.team.triageTeamId if suggestion else None,
+            suggestion_basis=suggestion.basis if suggestion else None,
+            picker=options.picker,
+            recent_teams=options.recent_teams,
+            blocked_facilities=options.blocked_facilities,
         )
-    await publish(outcome)
+    await deps.publish(outcome)
     return outcome
+
+
+def _unavailable(
+    event: RenewalRequested,
+    reason: UnavailableReason,
+    blocked_facilities: list[BlockedFacility] | None = None,
+) -> CareTeamUnavailable:
+    return CareTeamUnavailable(
+        event_id=outcome_id(event),
+        renewal_id=event.renewal_id,
+        veteran_id=event.veteran_id,
+        ehr=event.ehr,
+        reason=reason,
+        blocked_facilities=blocked_facilities or [],
+    )
+
+
+async def care_team_options(
+    veteran_id: str, deps: Dependencies, today: date
+) -> domain.CareTeamOptions:
+    """The Veteran's options for a new message. Raises ``NoCareTeam`` or ``DirectoryError``."""
+    directory = await deps.directory.care_teams(veteran_id)
+    return domain.options(directory, deps.oh_pilot.is_on(veteran_id), today)

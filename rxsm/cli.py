@@ -3,24 +3,34 @@
 import asyncio
 import base64
 import json
+import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from plumbing.flags import DEFAULT_FILE, FLAGS, FlagFile
+from plumbing.identity import ServiceIdentity
+from plumbing.logs import configure_logging, get_logger
 from plumbing.settings import ServiceSettings
 from rxsm import deadletters
 from rxsm.kafka_reads import consumer_lag
 from rxsm.serve import serve
+from schemas.vocabulary import Tool
 
 app = typer.Typer(
     help="rxsm: medication renewal requests to Secure Messaging.", no_args_is_help=True
 )
 dlq = typer.Typer(help="Dead letters: records no consumer could process.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
+flags_app = typer.Typer(help="Per-Veteran feature flags (the release plans' rollout).")
+app.add_typer(flags_app, name="flags")
 console = Console()
+CLI = ServiceIdentity("cli", Tool.SM)
+log = get_logger(CLI)
 
 Bootstrap = Annotated[
     str,
@@ -41,6 +51,7 @@ def print_json(data: Any) -> None:
 @app.callback()
 def rxsm() -> None:
     """Medication renewal requests from the Medications tool to Secure Messaging."""
+    configure_logging(CLI, "WARNING", stream=sys.stderr)
 
 
 class Service(StrEnum):
@@ -140,6 +151,79 @@ def dlq_replay(
     for letter, topic in zip(letters, sent, strict=True):
         console.print(f"replayed {letter.event_id} -> {topic}")
     console.print(f"{len(sent)} dead letter(s) replayed")
+
+
+FlagsFile = Annotated[
+    Path, typer.Option("--file", envvar="RXSM_FLAGS_FILE", help="The flagd JSON file.")
+]
+
+
+@flags_app.callback(invoke_without_command=True)
+def flags_show(ctx: typer.Context, file: FlagsFile = DEFAULT_FILE, as_json: AsJson = False) -> None:
+    """The current rollout of every flag."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rollouts = FlagFile(file).read()
+    if as_json:
+        print_json({name: vars(rollout) for name, rollout in rollouts.items()})
+        return
+    table = Table("flag", "state", "percentage", "allow-list", "changed by", "at")
+    for name, rollout in rollouts.items():
+        table.add_row(
+            name,
+            "[bold red]KILLED[/]" if rollout.killed else "on",
+            f"{rollout.percentage}%",
+            str(len(rollout.allow)),
+            rollout.updated_by or "",
+            rollout.updated_at or "",
+        )
+    console.print(table)
+
+
+@flags_app.command(name="set")
+def flags_set(
+    flag: Annotated[str, typer.Argument(help=f"One of: {', '.join(FLAGS)}")],
+    file: FlagsFile = DEFAULT_FILE,
+    percentage: Annotated[int | None, typer.Option(min=0, max=100)] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="Add a Veteran to the allow-list.")
+    ] = None,
+    disallow: Annotated[list[str] | None, typer.Option(help="Remove from the allow-list.")] = None,
+    kill: Annotated[bool | None, typer.Option("--kill/--unkill", help="The kill switch.")] = None,
+    by: Annotated[str, typer.Option(envvar="USER", help="Who is changing it.")] = "unknown",
+) -> None:
+    """Change a flag's rollout; running services pick it up within seconds."""
+    flag_file = FlagFile(file)
+    current = flag_file.read().get(flag)
+    changes: dict[str, Any] = {}
+    if percentage is not None:
+        changes["percentage"] = percentage
+    if kill is not None:
+        changes["killed"] = kill
+    if allow or disallow:
+        listed = dict.fromkeys(current.allow if current else ())
+        listed.update(dict.fromkeys(allow or ()))
+        changes["allow"] = tuple(v for v in listed if v not in set(disallow or ()))
+    try:
+        before, after = flag_file.change(flag, by=by, **changes)
+    except (KeyError, ValueError) as error:
+        raise typer.BadParameter(str(error).strip("'")) from None
+    log.warning(
+        "feature flag changed",
+        flag=flag,
+        by=by,
+        before={
+            "percentage": before.percentage,
+            "allow": len(before.allow),
+            "killed": before.killed,
+        },
+        after={"percentage": after.percentage, "allow": len(after.allow), "killed": after.killed},
+    )
+    console.print(
+        f"{flag}: {before.percentage}% -> {after.percentage}%, "
+        f"allow-list {len(before.allow)} -> {len(after.allow)}, "
+        f"{'KILLED' if after.killed else 'on'} (by {by})"
+    )
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from faststream import Context
 from faststream.kafka import KafkaRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasGenerator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from plumbing.auth import VeteranId
@@ -68,7 +68,9 @@ http = APIRouter(prefix="/v1", tags=["care teams"])
 class CareSystemChoice(BaseModel):
     """One care system the Veteran can pick, without its teams (ask with ``?care_system=``)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(serialization_alias=to_camel), serialize_by_alias=True
+    )
 
     station_number: str
     care_system_name: str

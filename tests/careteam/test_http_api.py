@@ -1,0 +1,150 @@
+"""GET /v1/care-teams: the calling Veteran's options for a new message (no broker needed)."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.careteam.adapters.directory import DirectoryError
+from services.careteam.app import create_app
+from services.careteam.config import CareTeamSettings
+from services.careteam.domain import VeteranCareTeams
+from services.careteam.handlers import Dependencies
+from tests.support import bearer
+
+VISTA_ONLY = "1012845331V153043"
+OH_ONLY = "1013062086V794840"
+OH_PILOT_VETERAN = "1012667122V019349"
+ALL_BLOCKED = "1012881470V086192"
+SIX_SYSTEMS = "1012853550V207686"
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    settings = CareTeamSettings(
+        kafka_bootstrap_servers="127.0.0.1:9", oh_pilot_veterans=frozenset({OH_PILOT_VETERAN})
+    )
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://careteam") as client:
+        yield client
+
+
+async def care_teams(client: httpx.AsyncClient, veteran_id: str, **query: str) -> httpx.Response:
+    return await client.get("/v1/care-teams", params=query, headers=bearer(veteran_id))
+
+
+def stations(body: dict[str, Any]) -> list[str]:
+    return [system["stationNumber"] for system in body["care_systems"]]
+
+
+async def test_the_veteran_must_present_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/care-teams")
+    assert response.status_code == 401
+    assert "Authorization: Bearer" in response.json()["detail"]
+
+
+async def test_a_vista_veteran_sees_recent_teams_and_care_systems(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await care_teams(client, VISTA_ONLY)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [team["triageTeamId"] for team in body["recent_teams"]] == [1013155]
+    assert body["recent_teams"][0]["displayName"] == "Primary care - Red team 1"
+    assert body["care_systems"] == [
+        {
+            "stationNumber": "442",
+            "careSystemName": "VA Cheyenne health care",
+            "ehr": "vista",
+            "teamCount": 1,
+        }
+    ]
+    assert body["picker"] == "auto"
+    assert body["care_system"] is None
+    assert body["unavailable_reason"] is None
+
+
+async def test_a_chosen_care_system_comes_with_its_teams(client: httpx.AsyncClient) -> None:
+    body = (await care_teams(client, SIX_SYSTEMS, care_system="528A7")).json()
+
+    assert body["picker"] == "dropdown"
+    assert stations(body) == ["442", "554", "528", "612", "640", "662"]
+    assert len(body["recent_teams"]) == 4
+    assert body["blocked_facilities"] == [
+        {
+            "stationNumber": "506",
+            "careSystemName": "VA Ann Arbor health care",
+            "ehr": "vista",
+            "migratingToOh": True,
+        }
+    ]
+    chosen = body["care_system"]
+    assert (chosen["stationNumber"], chosen["careSystemName"]) == (
+        "528",
+        "VA New York state health care",
+    )
+    assert [team["stationNumber"] for team in chosen["teams"]] == ["528A8", "528A7"]
+
+
+async def test_an_unknown_care_system_is_a_422_naming_the_veterans_systems(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await care_teams(client, VISTA_ONLY, care_system="999")
+    assert response.status_code == 422
+    assert response.json() == {
+        "code": "unknown_care_system",
+        "message": "Care system 999 is not one of yours. Choose one of: 442.",
+    }
+
+
+async def test_a_malformed_care_system_is_a_422_saying_what_to_fix(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await care_teams(client, VISTA_ONLY, care_system="Cheyenne")
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+    assert [problem["field"] for problem in response.json()["errors"]] == ["query.care_system"]
+
+
+@pytest.mark.parametrize(
+    ("veteran_id", "systems", "reason"),
+    [
+        (OH_ONLY, [], "no_associations"),
+        (OH_PILOT_VETERAN, ["757", "554"], None),
+        (ALL_BLOCKED, [], "all_blocked"),
+    ],
+    ids=["Oracle Health only, pilot off", "mixed, pilot on", "every team blocked"],
+)
+async def test_oracle_health_and_unavailable_veterans(
+    client: httpx.AsyncClient, veteran_id: str, systems: list[str], reason: str | None
+) -> None:
+    body = (await care_teams(client, veteran_id)).json()
+    assert stations(body) == systems
+    assert body["unavailable_reason"] == reason
+
+
+class DownDirectory:
+    async def care_teams(self, veteran_id: str) -> VeteranCareTeams:
+        raise DirectoryError("alltriageteams: timed out", transient=True)
+
+
+async def test_a_directory_that_does_not_answer_is_a_503(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    deps: Dependencies = app.state.careteam
+    working = deps.directory
+    deps.directory = DownDirectory()
+    try:
+        response = await care_teams(client, VISTA_ONLY)
+    finally:
+        deps.directory = working
+    assert response.status_code == 503
+    assert response.json()["code"] == "directory_unavailable"

@@ -14,30 +14,52 @@ from plumbing.publishing import KafkaPublisher
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.messaging.adapters.storage import Base
-from services.messaging.adapters.upstream import BuiltinSecureMessaging
-from services.messaging.entrypoints import IDENTITY, http, subscribers
+from services.messaging.adapters.upstream import (
+    BuiltinSecureMessaging,
+    HttpSecureMessaging,
+    SecureMessaging,
+)
+from services.messaging.domain import SmError
+from services.messaging.entrypoints import IDENTITY, http, sm_error_response, subscribers
+from services.messaging.handlers import Messaging, Sessions
+from services.messaging.settings import MessagingSettings
+
+
+def upstream_for(settings: MessagingSettings, sessions: Sessions) -> SecureMessaging:
+    """The SM-compatible API when ``RXSM_SM_API_URL`` is set, else the built-in SM stand-in."""
+    if settings.sm_api_url:
+        return HttpSecureMessaging(settings.sm_api_url, settings.sm_api_timeout_seconds)
+    return BuiltinSecureMessaging(sessions, settings.sm_recipients_file)
 
 
 def create_app(
-    settings: ServiceSettings | None = None, span_exporter: SpanExporter | None = None
+    settings: ServiceSettings | None = None,
+    span_exporter: SpanExporter | None = None,
+    messaging_settings: MessagingSettings | None = None,
 ) -> FastAPI:
     settings = settings or ServiceSettings()
+    own = messaging_settings or MessagingSettings()
     configure_logging(IDENTITY, settings.log_level)
     tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, settings, tracing)
     broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
-    publish = KafkaPublisher(broker)
-    broker.context.set_global("sessions", sessions)
-    broker.context.set_global("publish", publish)
+    deps = Messaging(
+        sessions=sessions,
+        publish=KafkaPublisher(broker),
+        upstream=upstream_for(own, sessions),
+        polling=own.poll_schedule(),
+    )
+    broker.context.set_global("messaging", deps)
 
     @asynccontextmanager
-    async def database() -> AsyncIterator[None]:
+    async def resources() -> AsyncIterator[None]:
         await create_tables(engine, Base)
         try:
             yield
         finally:
+            await deps.upstream.close()
             await engine.dispose()
 
     app = service_app(
@@ -46,11 +68,13 @@ def create_app(
         broker,
         tracing,
         title="rxsm messaging service (SM)",
-        description="Prefilled renewal drafts, edits and sends to the Veteran's care team.",
-        resources=database,
+        description=(
+            "Prefilled renewal drafts and general new messages: edits, deletes and sends to the "
+            "Veteran's care team."
+        ),
+        resources=resources,
     )
-    app.state.sessions = sessions
-    app.state.publish = publish
-    app.state.upstream = BuiltinSecureMessaging(sessions)
+    app.state.messaging = deps
+    app.add_exception_handler(SmError, sm_error_response)
     app.include_router(http)
     return app

@@ -1,16 +1,33 @@
-"""Secure Messaging rules for drafts and the prefilled renewal message: pure, no I/O.
+"""Secure Messaging rules for drafts, the prefilled renewal message and sending: pure, no I/O.
 
-Domain facts: domain.md sections 4 (the prefilled message) and 5 (SM error codes).
+Domain facts: domain.md sections 3 (care teams), 4 (the prefilled message, sending) and 5 (SM error codes).
 """
 
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
+from enum import StrEnum
+from typing import Literal
 
-from schemas.records import Prescription
+from schemas.events import Platform, TeamSelection
+from schemas.records import CareTeam, Prescription
+from schemas.vocabulary import Category, Ehr
 
 RENEWAL_SUBJECT = "Renewal Needed"
 SUBJECT_MAX_LENGTH = 50
 NOT_FILLED_YET = "Not filled yet"
+
+RENEWAL_LABELS = (
+    "Medication name, strength, and form",
+    "Prescription number",
+    "Instructions",
+    "Provider who prescribed it",
+    "Number of refills left",
+    "Prescription expiration date",
+    "Reason for use",
+    "Last filled on",
+    "Quantity",
+)
 
 
 def long_date(value: date) -> str:
@@ -18,66 +35,302 @@ def long_date(value: date) -> str:
     return f"{value:%B} {value.day}, {value.year}"
 
 
-def _provider(prescription: Prescription) -> str:
-    names = (prescription.providerFirstName, prescription.providerLastName)
-    return " ".join(name.strip() for name in names if name and name.strip())
+def _one_line(value: str | None) -> str | None:
+    """The value on one line (the body keeps one line per label), or None when it is blank."""
+    text = " ".join(value.split()) if value else ""
+    return text or None
 
 
-def renewal_body(prescription: Prescription | None) -> str:
-    """The nine-line prefilled renewal message; labels only when the prescription is unknown."""
-    labels = (
-        "Medication name, strength, and form",
-        "Prescription number",
-        "Instructions",
-        "Provider who prescribed it",
-        "Number of refills left",
-        "Prescription expiration date",
-        "Reason for use",
-        "Last filled on",
-        "Quantity",
-    )
-    if prescription is None:
-        return "\n".join(f"{label}:" for label in labels)
-    rx = prescription
-    values = (
-        rx.prescriptionName,
-        rx.prescriptionNumber,
-        rx.sig,
+def _provider(rx: Prescription) -> str | None:
+    return _one_line(" ".join(name for name in (rx.providerFirstName, rx.providerLastName) if name))
+
+
+def _last_filled(rx: Prescription) -> str:
+    filled = rx.sortedDispensedDate or rx.dispensedDate
+    return long_date(filled) if filled else NOT_FILLED_YET
+
+
+def _values(rx: Prescription) -> tuple[str | None, ...]:
+    return (
+        _one_line(rx.prescriptionName),
+        _one_line(rx.prescriptionNumber),
+        _one_line(rx.sig),
         _provider(rx),
         None if rx.refillRemaining is None else str(rx.refillRemaining),
         long_date(rx.expirationDate) if rx.expirationDate else None,
-        rx.reason,
-        long_date(rx.sortedDispensedDate) if rx.sortedDispensedDate else NOT_FILLED_YET,
-        rx.quantity,
+        _one_line(rx.reason),
+        None,  # last filled: its fallback says something, so it is filled in below
+        _one_line(rx.quantity),
     )
+
+
+def prescription_loaded(prescription: Prescription | None) -> bool:
+    """Whether SM has the prescription's data: more than its id (otherwise the prefill is labels only)."""
+    if prescription is None:
+        return False
+    rx = prescription
+    return any(_values(rx)) or bool(rx.sortedDispensedDate or rx.dispensedDate)
+
+
+def renewal_body(prescription: Prescription | None) -> str:
+    """The nine-line prefilled renewal message: ``Label: value``, a bare ``Label:`` where the value is
+    missing, ``Last filled on: Not filled yet`` for a prescription never filled; labels only when the
+    prescription could not be loaded."""
+    if prescription is None or not prescription_loaded(prescription):
+        return "\n".join(f"{label}:" for label in RENEWAL_LABELS)
+    values = list(_values(prescription))
+    values[RENEWAL_LABELS.index("Last filled on")] = _last_filled(prescription)
     return "\n".join(
-        f"{label}: {value.strip()}" if value and value.strip() else f"{label}:"
-        for label, value in zip(labels, values, strict=True)
+        f"{label}: {value}" if value else f"{label}:"
+        for label, value in zip(RENEWAL_LABELS, values, strict=True)
     )
 
 
-@dataclass(frozen=True)
 class SmError(Exception):
-    """An SM error: its code (domain.md section 5), the HTTP status, and what to do about it."""
+    """An SM error: its code, the HTTP status, what the Veteran can do, and whether a retry may pass.
 
-    code: str
-    status: int
-    message: str
+    ``message`` is shown to the Veteran and logged: it never holds PHI.
+    """
+
+    def __init__(self, code: str, status: int, message: str, retryable: bool = False) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.retryable = retryable
 
 
-def recipient_missing() -> SmError:
-    return SmError("SM119", 422, "Choose a care team before sending.")
+SM_ERRORS: dict[str, tuple[int, str, bool]] = {
+    "SM119": (422, "That care team isn't one you can message. Choose another care team.", False),
+    "SM129": (422, "You're no longer connected to that care team. Choose another one.", False),
+    "SM151": (422, "You can't send messages to that care team. Choose another care team.", False),
+    "SM98": (502, "Your Oracle Health care team's system didn't take the message.", False),
+    "SM901": (503, "Secure Messaging is unavailable. Try again later.", True),
+    "SM903": (
+        503,
+        "Secure Messaging hasn't confirmed the message yet. Send again to check; it won't be sent "
+        "twice.",
+        True,
+    ),
+    "SM904": (404, "Draft not found.", False),
+    "SM99": (502, "Secure Messaging couldn't handle the request. Try again later.", True),
+}
+"""SM error codes (domain.md section 5): HTTP status, message, retryable. SM903 is also how a send
+whose Oracle Health status could not be confirmed within the polling bound ends: sending again resumes
+waiting on the same message."""
+
+
+def sm_error(code: str) -> SmError:
+    """The SM error of ``code``; an unknown code is SM's generic error, SM99."""
+    known = code if code in SM_ERRORS else "SM99"
+    status, message, retryable = SM_ERRORS[known]
+    return SmError(known, status, message, retryable)
+
+
+def draft_not_found() -> SmError:
+    return sm_error("SM904")
+
+
+def invalid(code: str, message: str) -> SmError:
+    """A request the Veteran can fix (422): ``message`` says how."""
+    return SmError(code, 422, message)
 
 
 def check_subject(subject: str) -> None:
     if not subject.strip():
-        raise SmError("SM_SUBJECT_REQUIRED", 422, "Enter a subject.")
+        raise invalid("subject_required", "Enter a subject.")
     if len(subject) > SUBJECT_MAX_LENGTH:
-        raise SmError(
-            "SM_SUBJECT_TOO_LONG", 422, f"Shorten the subject to {SUBJECT_MAX_LENGTH} characters."
+        raise invalid(
+            "subject_too_long", f"Shorten the subject to {SUBJECT_MAX_LENGTH} characters or fewer."
         )
 
 
 def check_body(body: str) -> None:
     if not body.strip():
-        raise SmError("SM_BODY_REQUIRED", 422, "Enter a message.")
+        raise invalid("body_required", "Enter a message.")
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """The care teams SM lets a Veteran message, and the ids of those they are blocked from."""
+
+    allowed: tuple[CareTeam, ...] = ()
+    blocked: frozenset[int] = frozenset()
+
+
+def choose_recipient(
+    team_id: int, offered: Sequence[CareTeam], blocked: Collection[int]
+) -> CareTeam:
+    """The offered team ``team_id``; SM151 when the Veteran is blocked from it, SM119 when it is not
+    one of the offered teams (unknown, not associated, or not offered for this message)."""
+    if team_id in blocked:
+        raise sm_error("SM151")
+    for team in offered:
+        if team.triageTeamId == team_id:
+            return team
+    raise sm_error("SM119")
+
+
+class DraftState(StrEnum):
+    """A draft is open until sent or deleted; then it is gone for the Veteran (as in SM)."""
+
+    OPEN = "open"
+    SENT = "sent"
+    DELETED = "deleted"
+
+
+Changed = Literal["recipient_id", "subject", "body", "category"]
+
+
+@dataclass(frozen=True)
+class DraftContent:
+    """What a draft holds: a renewal draft's category is locked to MEDICATIONS."""
+
+    renewal: bool
+    category: Category
+    subject: str
+    body: str
+    recipient_id: int | None = None
+    station_number: str | None = None
+    ehr: Ehr | None = None
+    team_selection: TeamSelection | None = None
+    platform: Platform | None = None
+
+
+@dataclass(frozen=True)
+class DraftEdit:
+    """A Veteran's change to a draft; what is None stays as it is."""
+
+    recipient_id: int | None = None
+    team_selection: TeamSelection | None = None
+    category: Category | None = None
+    subject: str | None = None
+    body: str | None = None
+    platform: Platform | None = None
+
+
+def addressed(draft: DraftContent, team: CareTeam, how: TeamSelection) -> DraftContent:
+    return replace(
+        draft,
+        recipient_id=team.triageTeamId,
+        station_number=team.stationNumber,
+        ehr=team.ehr,
+        team_selection=how,
+    )
+
+
+def new_message(
+    category: Category,
+    subject: str,
+    body: str,
+    team: CareTeam,
+    how: TeamSelection,
+    platform: Platform | None,
+) -> DraftContent:
+    """A general new message to a team the Veteran picked (any category)."""
+    check_subject(subject)
+    check_body(body)
+    draft = DraftContent(
+        renewal=False, category=category, subject=subject, body=body, platform=platform
+    )
+    return addressed(draft, team, how)
+
+
+def revise(
+    draft: DraftContent, edit: DraftEdit, offered: Sequence[CareTeam], blocked: Collection[int]
+) -> tuple[DraftContent, list[Changed]]:
+    """The draft after ``edit``, and which of its fields changed; raises what the Veteran must fix."""
+    changed: list[Changed] = []
+    if edit.category is not None and edit.category != draft.category:
+        if draft.renewal:
+            raise invalid(
+                "category_locked", "A renewal request's category stays MEDICATIONS; leave it out."
+            )
+        draft = replace(draft, category=edit.category)
+        changed.append("category")
+    if edit.subject is not None:
+        check_subject(edit.subject)
+        if edit.subject != draft.subject:
+            draft = replace(draft, subject=edit.subject)
+            changed.append("subject")
+    if edit.body is not None:
+        check_body(edit.body)
+        if edit.body != draft.body:
+            draft = replace(draft, body=edit.body)
+            changed.append("body")
+    if edit.recipient_id is not None:
+        if edit.team_selection is None:
+            raise invalid(
+                "team_selection_required",
+                "Say how the care team was chosen: team_selection is suggested, recent or "
+                "care_system_picker.",
+            )
+        team = choose_recipient(edit.recipient_id, offered, blocked)
+        if team.triageTeamId != draft.recipient_id:
+            changed.append("recipient_id")
+        draft = addressed(draft, team, edit.team_selection)
+    if edit.platform is not None:
+        draft = replace(draft, platform=edit.platform)
+    return draft, changed
+
+
+def check_sendable(draft: DraftContent) -> None:
+    """A draft goes out only with a care team, a subject and a message."""
+    if draft.recipient_id is None or draft.station_number is None:
+        raise invalid("recipient_required", "Choose a care team before sending.")
+    check_subject(draft.subject)
+    check_body(draft.body)
+
+
+class DeliveryStatus(StrEnum):
+    """An upstream message's status: Oracle Health sends are accepted (PENDING), then SENT or not."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    INVALID = "INVALID"
+
+
+class SendState(StrEnum):
+    """Where one draft's send stands.
+
+    SUBMITTING: handed to SM (or about to be) under the attempt's idempotency key, outcome unknown;
+    ACCEPTED: Oracle Health accepted it and its status is being polled; SENT; FAILED: SM refused or
+    failed it for good, so sending again is a new attempt (a new key).
+    """
+
+    SUBMITTING = "submitting"
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def delivery_failure(status: DeliveryStatus) -> SmError | None:
+    """FAILED or INVALID from Oracle Health is SM98; PENDING and SENT are not failures."""
+    if status in (DeliveryStatus.FAILED, DeliveryStatus.INVALID):
+        return sm_error("SM98")
+    return None
+
+
+def state_after(error: SmError, state: SendState) -> SendState:
+    """A retryable error leaves the send where it was (sending again resumes it, same key);
+    any other error ends the attempt."""
+    return state if error.retryable else SendState.FAILED
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """How an accepted Oracle Health message is polled: at most ``attempts`` times, the wait doubling
+    from ``first_delay`` up to ``max_delay`` seconds."""
+
+    attempts: int = 8
+    first_delay: float = 0.5
+    max_delay: float = 4.0
+
+    def delays(self) -> tuple[float, ...]:
+        return tuple(min(self.first_delay * 2**n, self.max_delay) for n in range(self.attempts))
+
+
+def idempotency_key(draft_id: str, attempt: int) -> str:
+    """The key SM deduplicates one send attempt of one draft by."""
+    return f"{draft_id}.{attempt}"

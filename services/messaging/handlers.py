@@ -1,25 +1,86 @@
-"""Use cases of the messaging service: create the renewal draft, send a draft.
+"""Use cases of the messaging service: prefill the renewal draft, start a new message, edit, delete
+and send drafts, and read them.
 
-Each use case commits its database change first and publishes its event after. A redelivered event or a
-retried send finds the committed state and publishes the same event again (same event id), so consumers
-see at-least-once delivery and deduplicate by event id.
+Each use case commits its database change first and publishes its event after. A redelivered event or
+a retried send finds the committed state and publishes the same event again (same event id), so
+consumers see at-least-once delivery and deduplicate by event id.
+
+Sending is idempotent end to end: one send row per draft (its primary key) says where the send stands,
+and every call to SM carries the attempt's idempotency key, so a retried send, a double click or a crash
+between SM's answer and the commit all end in one message. The draft is gone once sent, as in SM.
 """
 
-from datetime import UTC, datetime
+import asyncio
+from dataclasses import dataclass
 from uuid import UUID, uuid4
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.publishing import Publish
-from schemas.events import CareTeamsResolved, DraftCreated, MessageSent
+from schemas.events import (
+    CareTeamsResolved,
+    DraftCreated,
+    DraftDeleted,
+    DraftUpdated,
+    MessageSendFailed,
+    MessageSent,
+    Platform,
+    TeamSelection,
+)
 from schemas.records import CareTeam
 from schemas.vocabulary import Category, Ehr
 from services.messaging import domain
 from services.messaging.adapters import storage
-from services.messaging.adapters.storage import DraftRow, SentMessageRow
+from services.messaging.adapters.storage import DraftRow, SendRow
 from services.messaging.adapters.upstream import OutgoingMessage, SecureMessaging
+from services.messaging.domain import (
+    DeliveryStatus,
+    DraftContent,
+    DraftEdit,
+    DraftState,
+    PollSchedule,
+    Recipients,
+    SendState,
+    SmError,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class Messaging:
+    """What the use cases need: the database, the event publisher, SM, and how OH sends are polled."""
+
+    sessions: Sessions
+    publish: Publish
+    upstream: SecureMessaging
+    polling: PollSchedule
+
+
+def _draft_fields(draft: DraftRow) -> dict[str, object]:
+    content = draft.content()
+    return {
+        "renewal_id": UUID(draft.renewal_id) if draft.renewal_id else None,
+        "draft_id": UUID(draft.id),
+        "veteran_id": draft.veteran_id,
+        "ehr": content.ehr,
+        "category": content.category,
+        "recipient_id": content.recipient_id,
+        "station_number": content.station_number,
+        "team_selection": content.team_selection,
+        "platform": content.platform,
+    }
+
+
+def draft_created_event(draft: DraftRow) -> DraftCreated:
+    return DraftCreated.model_validate(
+        {
+            **_draft_fields(draft),
+            "event_id": UUID(draft.created_event_id),
+            "occurred_at": draft.created_at,
+        }
+    )
 
 
 def _suggested_team(event: CareTeamsResolved) -> CareTeam | None:
@@ -30,108 +91,322 @@ def _suggested_team(event: CareTeamsResolved) -> CareTeam | None:
     return None
 
 
-def draft_created_event(draft: DraftRow) -> DraftCreated:
-    return DraftCreated(
-        event_id=UUID(draft.created_event_id),
-        occurred_at=draft.created_at,
-        renewal_id=UUID(draft.renewal_id) if draft.renewal_id else None,
-        draft_id=UUID(draft.id),
-        veteran_id=draft.veteran_id,
-        ehr=Ehr(draft.ehr) if draft.ehr else None,
-        category=Category(draft.category),
-        recipient_id=draft.recipient_id,
-    )
-
-
-async def create_renewal_draft(
-    event: CareTeamsResolved, sessions: Sessions, publish: Publish
-) -> DraftCreated:
-    """The prefilled renewal draft, addressed to the suggested team (or to nobody yet)."""
-    async with sessions.begin() as session:
+async def create_renewal_draft(event: CareTeamsResolved, deps: Messaging) -> DraftCreated:
+    """The prefilled renewal draft, addressed to the suggested team (or to nobody yet); once per
+    renewal, even after the draft was sent or deleted."""
+    async with deps.sessions.begin() as session:
         draft = await storage.draft_for_renewal(session, event.renewal_id)
         if draft is None:
+            content = DraftContent(
+                renewal=True,
+                category=Category.MEDICATIONS,
+                subject=domain.RENEWAL_SUBJECT,
+                body=domain.renewal_body(event.prescription),
+                ehr=event.ehr,
+            )
             team = _suggested_team(event)
+            if team is not None:
+                content = domain.addressed(content, team, TeamSelection.SUGGESTED)
             draft = DraftRow(
                 id=str(uuid4()),
                 veteran_id=event.veteran_id,
                 renewal_id=str(event.renewal_id),
-                category=Category.MEDICATIONS.value,
-                subject=domain.RENEWAL_SUBJECT,
-                body=domain.renewal_body(event.prescription),
-                recipient_id=team.triageTeamId if team else None,
-                station_number=team.stationNumber if team else None,
-                ehr=(team.ehr if team else event.ehr).value,
+                state=DraftState.OPEN.value,
                 prescription_id=event.prescription.prescriptionId,
                 care_systems=[system.model_dump(mode="json") for system in event.care_systems],
+                picker=event.picker.value,
+                suggested_team_id=event.suggested_team_id,
                 created_event_id=str(uuid4()),
                 created_at=event.occurred_at,
             )
+            draft.hold(content)
             session.add(draft)
     created = draft_created_event(draft)
-    await publish(created)
+    await deps.publish(created)
     return created
 
 
-def _sent_event(sent: SentMessageRow) -> MessageSent:
+@dataclass(frozen=True)
+class NewMessage:
+    """A general new message, to a care team the Veteran picked."""
+
+    recipient_id: int
+    team_selection: TeamSelection
+    category: Category
+    subject: str
+    body: str
+    platform: Platform | None
+
+
+async def start_message(veteran_id: str, request: NewMessage, deps: Messaging) -> DraftRow:
+    """A draft of a general new message. SM is asked who the Veteran may message: the team must be one
+    of SM's allowed teams for the Veteran (SM119 otherwise, SM151 when the Veteran is blocked)."""
+    recipients = await deps.upstream.recipients(veteran_id)
+    team = domain.choose_recipient(request.recipient_id, recipients.allowed, recipients.blocked)
+    content = domain.new_message(
+        request.category,
+        request.subject,
+        request.body,
+        team,
+        request.team_selection,
+        request.platform,
+    )
+    async with deps.sessions.begin() as session:
+        draft = DraftRow(
+            id=str(uuid4()),
+            veteran_id=veteran_id,
+            renewal_id=None,
+            state=DraftState.OPEN.value,
+            care_systems=[],
+            created_event_id=str(uuid4()),
+        )
+        draft.hold(content)
+        draft.created_at = draft.updated_at
+        session.add(draft)
+    await deps.publish(draft_created_event(draft))
+    return draft
+
+
+def _offered(draft: DraftRow, recipients: Recipients) -> list[CareTeam]:
+    """A renewal may go to its resolved candidates; a general message to any team SM allows."""
+    if draft.renewal_id is None:
+        return list(recipients.allowed)
+    return [team for system in draft.candidates() for team in system.teams]
+
+
+async def edit_draft(draft_id: UUID, veteran_id: str, edit: DraftEdit, deps: Messaging) -> DraftRow:
+    """Change the draft's care team, subject, body (or a general message's category)."""
+    async with deps.sessions() as session:
+        if await storage.open_draft(session, draft_id, veteran_id) is None:
+            raise domain.draft_not_found()
+    recipients = (
+        await deps.upstream.recipients(veteran_id)
+        if edit.recipient_id is not None
+        else Recipients()
+    )
+    async with deps.sessions.begin() as session:
+        draft = await storage.open_draft(session, draft_id, veteran_id)
+        if draft is None:
+            raise domain.draft_not_found()
+        content, changed = domain.revise(
+            draft.content(), edit, _offered(draft, recipients), recipients.blocked
+        )
+        draft.hold(content)
+    if changed:
+        await deps.publish(
+            DraftUpdated.model_validate({**_draft_fields(draft), "changed": changed})
+        )
+    return draft
+
+
+async def delete_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> None:
+    async with deps.sessions.begin() as session:
+        draft = await storage.open_draft(session, draft_id, veteran_id)
+        if draft is None:
+            raise domain.draft_not_found()
+        deleted = DraftDeleted.model_validate(_draft_fields(draft))
+        draft.close(DraftState.DELETED)
+    await deps.publish(deleted)
+
+
+async def get_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
+    async with deps.sessions() as session:
+        draft = await storage.open_draft(session, draft_id, veteran_id)
+    if draft is None:
+        raise domain.draft_not_found()
+    return draft
+
+
+async def get_renewal_draft(renewal_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
+    """The renewal's open draft, with its candidate care teams, picker kind and suggestion."""
+    async with deps.sessions() as session:
+        draft = await storage.draft_for_renewal(session, renewal_id)
+    if draft is None or draft.veteran_id != veteran_id or draft.state != DraftState.OPEN:
+        raise domain.draft_not_found()
+    return draft
+
+
+def _sent_event(send: SendRow) -> MessageSent:
+    assert send.message_id is not None and send.sent_event_id is not None
     return MessageSent(
-        event_id=UUID(sent.sent_event_id),
-        occurred_at=sent.sent_at,
-        renewal_id=UUID(sent.renewal_id) if sent.renewal_id else None,
-        message_id=sent.message_id,
-        draft_id=UUID(sent.draft_id),
-        veteran_id=sent.veteran_id,
-        recipient_id=sent.recipient_id,
-        station_number=sent.station_number,
-        ehr=Ehr(sent.ehr),
-        category=Category(sent.category),
+        event_id=UUID(send.sent_event_id),
+        occurred_at=send.sent_at,
+        renewal_id=UUID(send.renewal_id) if send.renewal_id else None,
+        message_id=send.message_id,
+        draft_id=UUID(send.draft_id),
+        veteran_id=send.veteran_id,
+        recipient_id=send.recipient_id,
+        station_number=send.station_number,
+        ehr=Ehr(send.ehr),
+        category=Category(send.category),
+        team_selection=TeamSelection(send.team_selection) if send.team_selection else None,
+        platform=Platform(send.platform) if send.platform else None,
     )
 
 
-class DraftNotFound(Exception):
-    pass
+def _failed_event(send: SendRow, error: SmError) -> MessageSendFailed:
+    return MessageSendFailed(
+        renewal_id=UUID(send.renewal_id) if send.renewal_id else None,
+        draft_id=UUID(send.draft_id),
+        veteran_id=send.veteran_id,
+        recipient_id=send.recipient_id,
+        ehr=Ehr(send.ehr),
+        error_code=error.code,
+        retryable=error.retryable,
+        station_number=send.station_number,
+        message_id=send.message_id,
+        team_selection=TeamSelection(send.team_selection) if send.team_selection else None,
+        platform=Platform(send.platform) if send.platform else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One try at sending a draft: the payload, and SM's id when Oracle Health already accepted it."""
+
+    message: OutgoingMessage
+    accepted_id: str | None
+
+
+async def _claim_once(
+    deps: Messaging, draft_id: UUID, veteran_id: str, platform: Platform | None
+) -> MessageSent | _Attempt:
+    async with deps.sessions.begin() as session:
+        send = await storage.send_of(session, draft_id, veteran_id)
+        if send is not None and send.state == SendState.SENT:
+            return _sent_event(send)
+        draft = await storage.open_draft(session, draft_id, veteran_id)
+        if draft is None:
+            raise domain.draft_not_found()
+        if platform is not None:
+            draft.platform = platform.value
+        domain.check_sendable(draft.content())
+        if send is None:
+            send = SendRow(
+                draft_id=draft.id,
+                veteran_id=veteran_id,
+                renewal_id=draft.renewal_id,
+                attempt=1,
+                state=SendState.SUBMITTING.value,
+            )
+            session.add(send)
+        elif send.state == SendState.FAILED:
+            send.attempt += 1
+            send.state = SendState.SUBMITTING.value
+            send.message_id = None
+        if send.state == SendState.SUBMITTING:
+            send.address(draft)
+        message = OutgoingMessage(
+            idempotency_key=domain.idempotency_key(draft.id, send.attempt),
+            veteran_id=veteran_id,
+            draft_id=draft.id,
+            recipient_id=send.recipient_id,
+            ehr=Ehr(send.ehr),
+            category=draft.category,
+            subject=draft.subject,
+            body=draft.body,
+            prescription_id=draft.prescription_id,
+        )
+        accepted = send.message_id if send.state == SendState.ACCEPTED else None
+        return _Attempt(message, accepted)
+
+
+async def _claim(
+    deps: Messaging, draft_id: UUID, veteran_id: str, platform: Platform | None
+) -> MessageSent | _Attempt:
+    """Start (or resume) sending the draft, or the message it was already sent as."""
+    try:
+        return await _claim_once(deps, draft_id, veteran_id, platform)
+    except IntegrityError:  # a concurrent send of the same draft claimed it first: join that one
+        return await _claim_once(deps, draft_id, veteran_id, platform)
+
+
+async def _accepted(deps: Messaging, draft_id: str, message_id: str) -> None:
+    async with deps.sessions.begin() as session:
+        send = await session.get(SendRow, draft_id)
+        if send is not None and send.state == SendState.SUBMITTING:
+            send.state = SendState.ACCEPTED.value
+            send.message_id = message_id
+
+
+async def _until_sent(deps: Messaging, message_id: str) -> None:
+    """Poll an accepted Oracle Health message until SENT (SM98 on FAILED or INVALID; SM903 when the
+    schedule runs out). A poll that fails in passing counts as still pending."""
+    for delay in deps.polling.delays():
+        await asyncio.sleep(delay)
+        try:
+            status = await deps.upstream.status(message_id)
+        except SmError as error:
+            if not error.retryable:
+                raise
+            continue
+        if status is DeliveryStatus.SENT:
+            return
+        failure = domain.delivery_failure(status)
+        if failure is not None:
+            raise failure
+    raise domain.sm_error("SM903")
+
+
+async def _deliver(deps: Messaging, attempt: _Attempt) -> str:
+    """SM's message id once the message is SENT."""
+    message_id = attempt.accepted_id
+    if message_id is None:
+        receipt = await deps.upstream.send(attempt.message)
+        if receipt.status is DeliveryStatus.SENT:
+            return receipt.message_id
+        failure = domain.delivery_failure(receipt.status)
+        if failure is not None:
+            raise failure
+        message_id = receipt.message_id
+        await _accepted(deps, attempt.message.draft_id, message_id)
+    await _until_sent(deps, message_id)
+    return message_id
+
+
+async def _record_sent(deps: Messaging, draft_id: str, message_id: str) -> MessageSent:
+    async with deps.sessions.begin() as session:
+        if await storage.mark_sent(session, draft_id, message_id, uuid4()):
+            draft = await session.get(DraftRow, draft_id)
+            if draft is not None:
+                draft.close(DraftState.SENT)
+        send = await session.get(SendRow, draft_id, populate_existing=True)
+        assert send is not None
+        return _sent_event(send)
+
+
+async def _record_failure(
+    deps: Messaging, draft_id: str, error: SmError
+) -> MessageSent | MessageSendFailed:
+    """The failure, unless a concurrent send of the same draft has meanwhile sent it."""
+    async with deps.sessions.begin() as session:
+        send = await session.get(SendRow, draft_id, populate_existing=True)
+        assert send is not None
+        if send.state == SendState.SENT:
+            return _sent_event(send)
+        send.state = domain.state_after(error, SendState(send.state)).value
+        send.error_code = error.code
+        send.retryable = error.retryable
+        return _failed_event(send, error)
 
 
 async def send_draft(
-    draft_id: UUID, veteran_id: str, sessions: Sessions, upstream: SecureMessaging, publish: Publish
+    draft_id: UUID, veteran_id: str, platform: Platform | None, deps: Messaging
 ) -> MessageSent:
-    """Send the Veteran's draft once: a second send returns the first message; the draft is deleted."""
-    async with sessions.begin() as session:
-        sent = await storage.sent_for_draft(session, draft_id)
-        if sent is not None and sent.veteran_id == veteran_id:
-            event = _sent_event(sent)
-        else:
-            draft = await storage.draft_for_owner(session, draft_id, veteran_id)
-            if draft is None:
-                raise DraftNotFound(str(draft_id))
-            if draft.recipient_id is None or draft.station_number is None:
-                raise domain.recipient_missing()
-            domain.check_subject(draft.subject)
-            domain.check_body(draft.body)
-            message_id = await upstream.send(
-                OutgoingMessage(
-                    draft_id=draft.id,
-                    recipient_id=draft.recipient_id,
-                    category=draft.category,
-                    subject=draft.subject,
-                    body=draft.body,
-                    prescription_id=draft.prescription_id,
-                )
-            )
-            sent = SentMessageRow(
-                draft_id=draft.id,
-                message_id=message_id,
-                veteran_id=draft.veteran_id,
-                renewal_id=draft.renewal_id,
-                recipient_id=draft.recipient_id,
-                station_number=draft.station_number,
-                ehr=draft.ehr or Ehr.VISTA.value,
-                category=draft.category,
-                sent_event_id=str(uuid4()),
-                sent_at=datetime.now(UTC),
-            )
-            session.add(sent)
-            await session.delete(draft)
-            await session.flush()
-            event = _sent_event(sent)
-    await publish(event)
-    return event
+    """Send the Veteran's draft once. Sending again returns the first message; after a retryable
+    failure it retries the same attempt, after any other failure it makes a new one."""
+    attempt = await _claim(deps, draft_id, veteran_id, platform)
+    if isinstance(attempt, MessageSent):
+        await deps.publish(attempt)
+        return attempt
+    try:
+        message_id = await _deliver(deps, attempt)
+    except SmError as error:
+        outcome = await _record_failure(deps, attempt.message.draft_id, error)
+        await deps.publish(outcome)
+        if isinstance(outcome, MessageSendFailed):
+            raise
+        return outcome
+    sent = await _record_sent(deps, attempt.message.draft_id, message_id)
+    await deps.publish(sent)
+    return sent

@@ -24,10 +24,12 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware, ContextRepo, StreamMessage
 from faststream.exceptions import HandlerException
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
+from plumbing.telemetry import CONSUMER_GROUP, record_failure
 from schemas import topics
 from schemas.events import DeadLetter
 
@@ -177,6 +179,7 @@ class _DeadLetterScope(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         delivery = Delivery.of(msg.raw_message)
+        trace.get_current_span().set_attribute(CONSUMER_GROUP, self.group)
         await asyncio.sleep(delivery.seconds_until_due)
         tries = 0
         while True:
@@ -186,9 +189,11 @@ class _DeadLetterScope(BaseMiddleware):
             except (HandlerException, asyncio.CancelledError):
                 raise
             except PERMANENT as error:
+                record_failure(type(error).__name__, self.identity.tool)
                 await self._dead_letter(delivery, error, delivery.earlier_attempts + tries)
                 return None
             except Exception as error:
+                record_failure(type(error).__name__, self.identity.tool)
                 if tries < self.policy.attempts:
                     await asyncio.sleep(self.policy.backoff(tries))
                     continue

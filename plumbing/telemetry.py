@@ -10,6 +10,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import StatusCode
 
 from plumbing.identity import ServiceIdentity
 from plumbing.redaction import RedactingSpanExporter
@@ -18,6 +19,9 @@ TOOL = "rxsm.tool"
 STEP = "rxsm.step"
 RENEWAL_ID = "rxsm.renewal_id"
 EHR = "rxsm.ehr"
+FAILED_TOOL = "rxsm.failed_tool"
+ERROR_CODE = "rxsm.error_code"
+CONSUMER_GROUP = "messaging.consumer.group.name"
 
 
 class ToolAttributeProcessor(SpanProcessor):
@@ -66,3 +70,13 @@ def annotate(step: str, renewal_id: object = None, ehr: object = None) -> None:
 def current_trace_id() -> str | None:
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def record_failure(error_type: str, tool: object, code: str | None = None) -> None:
+    """Mark the current span failed: ``error.type``, the tool that owns the failure, its code."""
+    span = trace.get_current_span()
+    span.set_status(StatusCode.ERROR, code or error_type)
+    span.set_attribute("error.type", error_type)
+    span.set_attribute(FAILED_TOOL, str(tool))
+    if code:
+        span.set_attribute(ERROR_CODE, code)

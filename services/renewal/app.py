@@ -1,32 +1,80 @@
 """Wiring of the renewal service: ``uvicorn --factory services.renewal.app:create_app``."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field
 
 from plumbing.broker import make_broker
+from plumbing.database import create_tables, make_engine, session_factory
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.publishing import KafkaPublisher
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
-from services.renewal.entrypoints import IDENTITY, http
+from services.renewal.adapters.ledger import Base
+from services.renewal.entrypoints import IDENTITY, http, subscribers, sweep_stalls
+
+
+class RenewalSettings(ServiceSettings):
+    stall_after_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A renewal waiting longer than this for an automatic step is stalled.",
+    )
+    stall_sweep_seconds: float = Field(
+        default=15.0, gt=0, description="How often stalled renewals are looked for."
+    )
 
 
 def create_app(
     settings: ServiceSettings | None = None, span_exporter: SpanExporter | None = None
 ) -> FastAPI:
-    settings = settings or ServiceSettings()
+    """The renewal service; shared ``ServiceSettings`` get the renewal defaults (or RXSM_* values)."""
+    if not isinstance(settings, RenewalSettings):
+        settings = RenewalSettings.model_validate(settings.model_dump() if settings else {})
     configure_logging(IDENTITY, settings.log_level)
     tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, settings, tracing)
+    broker.include_router(subscribers())
+    engine = make_engine(settings.database_url_for(IDENTITY.name))
+    sessions = session_factory(engine)
+    publish = KafkaPublisher(broker)
+    broker.context.set_global("sessions", sessions)
+    broker.context.set_global("publish", publish)
+    stall_after = timedelta(seconds=settings.stall_after_seconds)
+    sweep_every = settings.stall_sweep_seconds
+
+    @asynccontextmanager
+    async def ledger() -> AsyncIterator[None]:
+        await create_tables(engine, Base)
+        sweep = asyncio.create_task(sweep_stalls(sessions, stall_after, sweep_every))
+        try:
+            yield
+        finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
+            await engine.dispose()
+
     app = service_app(
         IDENTITY,
         settings,
         broker,
         tracing,
         title="rxsm renewal service (Medications)",
-        description="Takes a Veteran's prescription renewal request and starts the flow to SM.",
+        description=(
+            "Takes a Veteran's prescription renewal request, starts the flow to SM, and follows "
+            "each renewal through it."
+        ),
+        resources=ledger,
     )
-    app.state.publish = KafkaPublisher(broker)
+    app.state.sessions = sessions
+    app.state.publish = publish
     app.include_router(http)
     return app

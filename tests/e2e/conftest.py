@@ -11,14 +11,19 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from plumbing.logs import configure_logging
 from plumbing.settings import ServiceSettings
 from services.careteam.app import create_app as careteam_app
 from services.messaging.app import create_app as messaging_app
+from services.renewal.app import RenewalSettings
 from services.renewal.app import create_app as renewal_app
 from services.renewal.entrypoints import IDENTITY as RENEWAL
+
+STALL_AFTER_SECONDS = 3.0
+"""The renewal ledger's stall timeout in these tests."""
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Flow:
     messaging: httpx.AsyncClient
     spans: InMemorySpanExporter
     log_stream: io.StringIO
+    apps: dict[str, FastAPI]
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line]
@@ -44,9 +50,14 @@ async def flow(
         data_dir=str(data_dir),
         retry_backoff_seconds=0.01,
     )
+    renewal_settings = RenewalSettings(
+        **settings.model_dump(),
+        stall_after_seconds=STALL_AFTER_SECONDS,
+        stall_sweep_seconds=0.2,
+    )
     spans = InMemorySpanExporter()
     apps = {
-        "renewal": renewal_app(settings, spans),
+        "renewal": renewal_app(renewal_settings, spans),
         "careteam": careteam_app(settings, spans),
         "messaging": messaging_app(settings, spans),
     }
@@ -60,4 +71,4 @@ async def flow(
             clients[name] = await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
             )
-        yield Flow(kafka_bootstrap, **clients, spans=spans, log_stream=log_stream)
+        yield Flow(kafka_bootstrap, **clients, spans=spans, log_stream=log_stream, apps=apps)

@@ -1,0 +1,1 @@
+"""The renewal service's edges: the journey ledger's database."""

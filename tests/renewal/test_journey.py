@@ -1,0 +1,305 @@
+"""The journey rules: a renewal's status, failing tool and awaited step from its steps, in any order."""
+
+import base64
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from schemas import topics
+from schemas.events import (
+    CareTeamsResolved,
+    CareTeamUnavailable,
+    DeadLetter,
+    DraftCreated,
+    DraftDeleted,
+    MessageSendFailed,
+    MessageSent,
+)
+from schemas.records import Prescription
+from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
+from services.renewal.domain import (
+    Failure,
+    JourneyState,
+    LedgerEvent,
+    Status,
+    Step,
+    StepRecord,
+    Waiting,
+    journey,
+    observed_step,
+    stalled,
+)
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+MEDS, SM = Tool.MEDS, Tool.SM
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+REQUESTED = StepRecord(Step.REQUESTED, MEDS, at(1))
+RESOLVED = StepRecord(Step.CARE_TEAM_RESOLVED, SM, at(2))
+UNAVAILABLE = StepRecord(Step.CARE_TEAM_UNAVAILABLE, SM, at(2), error_code="no_associations")
+DRAFTED = StepRecord(Step.DRAFT_CREATED, SM, at(3))
+EDITED = StepRecord(Step.DRAFT_UPDATED, SM, at(4))
+SEND_FAILED = StepRecord(Step.MESSAGE_SEND_FAILED, SM, at(5), error_code="SM98", retryable=True)
+SEND_REFUSED = StepRecord(Step.MESSAGE_SEND_FAILED, SM, at(5), error_code="SM119", retryable=False)
+SENT = StepRecord(Step.MESSAGE_SENT, SM, at(6))
+DELETED = StepRecord(Step.DRAFT_DELETED, SM, at(7))
+REFUSED = StepRecord(Step.REFUSED, MEDS, at(0), error_code="non_va")
+
+
+def letter(topic: str, tool: Tool = SM, seconds: int = 8) -> StepRecord:
+    return StepRecord(
+        Step.DEAD_LETTERED, tool, at(seconds), error_code="ValidationError", source_topic=topic
+    )
+
+
+JOURNEYS: list[tuple[str, list[StepRecord], JourneyState]] = [
+    ("saved, not yet published", [], JourneyState(Status.ACCEPTED, T0, None, closed=False)),
+    ("requested", [REQUESTED], JourneyState(Status.REQUESTED, at(1), None, closed=False)),
+    (
+        "care team resolved",
+        [REQUESTED, RESOLVED],
+        JourneyState(Status.CARE_TEAM_RESOLVED, at(2), None, closed=False),
+    ),
+    ("drafted", [REQUESTED, RESOLVED, DRAFTED], JourneyState(Status.DRAFTED, at(3), None, False)),
+    (
+        "edited",
+        [REQUESTED, RESOLVED, DRAFTED, EDITED],
+        JourneyState(Status.DRAFTED, at(4), None, False),
+    ),
+    (
+        "draft arrived before the care team and the request",
+        [DRAFTED, RESOLVED, REQUESTED],
+        JourneyState(Status.DRAFTED, at(3), None, closed=False),
+    ),
+    (
+        "every step twice",
+        [REQUESTED, REQUESTED, RESOLVED, RESOLVED, DRAFTED, DRAFTED],
+        JourneyState(Status.DRAFTED, at(3), None, closed=False),
+    ),
+    (
+        "no care team",
+        [REQUESTED, UNAVAILABLE],
+        JourneyState(
+            Status.CARE_TEAM_UNAVAILABLE,
+            at(2),
+            Failure(SM, Step.CARE_TEAM_UNAVAILABLE, "no_associations"),
+            closed=True,
+        ),
+    ),
+    (
+        "send failed, may be retried",
+        [REQUESTED, RESOLVED, DRAFTED, SEND_FAILED],
+        JourneyState(
+            Status.SEND_FAILED, at(5), Failure(SM, Step.MESSAGE_SEND_FAILED, "SM98"), closed=False
+        ),
+    ),
+    (
+        "send failed for good",
+        [REQUESTED, RESOLVED, DRAFTED, SEND_REFUSED],
+        JourneyState(
+            Status.SEND_FAILED, at(5), Failure(SM, Step.MESSAGE_SEND_FAILED, "SM119"), closed=True
+        ),
+    ),
+    (
+        "sent after a failed try",
+        [REQUESTED, RESOLVED, DRAFTED, SEND_FAILED, SENT],
+        JourneyState(Status.SENT, at(6), None, closed=True),
+    ),
+    (
+        "the draft's deletion after its send",
+        [REQUESTED, RESOLVED, DRAFTED, DELETED, SENT],
+        JourneyState(Status.SENT, at(6), None, closed=True),
+    ),
+    (
+        "draft deleted by the Veteran",
+        [REQUESTED, RESOLVED, DRAFTED, DELETED],
+        JourneyState(Status.DRAFT_DELETED, at(7), None, closed=True),
+    ),
+    (
+        "refused by meds",
+        [REFUSED],
+        JourneyState(Status.REFUSED, at(0), Failure(MEDS, Step.REFUSED, "non_va"), closed=True),
+    ),
+    (
+        "the request was dead-lettered by the care-team consumer",
+        [REQUESTED, letter(topics.RENEWAL_REQUESTED)],
+        JourneyState(
+            Status.DEAD_LETTERED,
+            at(8),
+            Failure(SM, Step.DEAD_LETTERED, "ValidationError"),
+            closed=True,
+        ),
+    ),
+    (
+        "a dead letter of a step already passed",
+        [REQUESTED, RESOLVED, letter(topics.RENEWAL_REQUESTED)],
+        JourneyState(Status.CARE_TEAM_RESOLVED, at(2), None, closed=False),
+    ),
+    (
+        "a dead letter no journey step waits for",
+        [REQUESTED, RESOLVED, letter(topics.DRAFTS, tool=MEDS)],
+        JourneyState(Status.CARE_TEAM_RESOLVED, at(2), None, closed=False),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"), [row[1:] for row in JOURNEYS], ids=[row[0] for row in JOURNEYS]
+)
+def test_journey(steps: list[StepRecord], expected: JourneyState) -> None:
+    assert journey(T0, steps) == expected
+
+
+STALLS: list[tuple[Status, int, Waiting | None]] = [
+    (Status.ACCEPTED, 301, Waiting(Step.REQUESTED, MEDS)),
+    (Status.REQUESTED, 301, Waiting(Step.CARE_TEAM_RESOLVED, SM)),
+    (Status.CARE_TEAM_RESOLVED, 301, Waiting(Step.DRAFT_CREATED, SM)),
+    (Status.REQUESTED, 300, None),
+    (Status.DRAFTED, 86_400 * 30, None),
+    (Status.SEND_FAILED, 86_400, None),
+    (Status.SENT, 86_400, None),
+    (Status.CARE_TEAM_UNAVAILABLE, 86_400, None),
+]
+
+
+@pytest.mark.parametrize(("status", "waited", "waiting"), STALLS)
+def test_only_automatic_steps_stall(status: Status, waited: int, waiting: Waiting | None) -> None:
+    """A step no person takes is stalled after the timeout; one waiting on the Veteran never is."""
+    assert stalled(status, T0, at(waited), timedelta(seconds=300)) == waiting
+
+
+RENEWAL = uuid4()
+PRESCRIPTION = Prescription(prescriptionId="22045678")
+DRAFT = {
+    "renewal_id": RENEWAL,
+    "draft_id": uuid4(),
+    "veteran_id": "1012845331V153043",
+    "ehr": Ehr.VISTA,
+    "category": Category.MEDICATIONS,
+    "recipient_id": 1013155,
+}
+
+
+def dead_letter(key: bytes | None) -> DeadLetter:
+    return DeadLetter(
+        tool=SM,
+        service="careteam",
+        consumer_group="rxsm-careteam",
+        topic=topics.RENEWAL_REQUESTED,
+        partition=0,
+        offset=7,
+        key=base64.b64encode(key).decode() if key is not None else None,
+        value="",
+        error_type="ValidationError",
+        reason="invalid event: prescription: missing",
+        attempts=1,
+    )
+
+
+OBSERVED: list[tuple[str, LedgerEvent, tuple[Step, Tool, str | None]]] = [
+    (
+        "care teams resolved",
+        CareTeamsResolved(
+            renewal_id=RENEWAL,
+            veteran_id="v",
+            ehr=Ehr.VISTA,
+            prescription=PRESCRIPTION,
+            care_systems=[],
+            suggested_team_id=None,
+            picker=PickerKind.AUTO,
+        ),
+        (Step.CARE_TEAM_RESOLVED, SM, None),
+    ),
+    (
+        "no care team",
+        CareTeamUnavailable(
+            renewal_id=RENEWAL,
+            veteran_id="v",
+            ehr=Ehr.VISTA,
+            reason=UnavailableReason.ALL_BLOCKED,
+        ),
+        (Step.CARE_TEAM_UNAVAILABLE, SM, "all_blocked"),
+    ),
+    ("draft created", DraftCreated(**DRAFT), (Step.DRAFT_CREATED, SM, None)),
+    ("draft deleted", DraftDeleted(**DRAFT), (Step.DRAFT_DELETED, SM, None)),
+    (
+        "message sent",
+        MessageSent(
+            renewal_id=RENEWAL,
+            message_id="m1",
+            draft_id=uuid4(),
+            veteran_id="v",
+            recipient_id=1,
+            station_number="442",
+            ehr=Ehr.VISTA,
+            category=Category.MEDICATIONS,
+        ),
+        (Step.MESSAGE_SENT, SM, None),
+    ),
+    (
+        "send failed",
+        MessageSendFailed(
+            renewal_id=RENEWAL,
+            draft_id=uuid4(),
+            veteran_id="v",
+            recipient_id=1,
+            ehr=Ehr.ORACLE_HEALTH,
+            error_code="SM98",
+            retryable=True,
+        ),
+        (Step.MESSAGE_SEND_FAILED, SM, "SM98"),
+    ),
+    (
+        "a dead letter keyed by the renewal",
+        dead_letter(str(RENEWAL).encode()),
+        (Step.DEAD_LETTERED, SM, "ValidationError"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"), [row[1:] for row in OBSERVED], ids=[row[0] for row in OBSERVED]
+)
+def test_each_downstream_event_is_a_step_of_its_renewal(
+    event: LedgerEvent, expected: tuple[Step, Tool, str | None]
+) -> None:
+    observed = observed_step(event)
+    assert observed is not None
+    assert observed.renewal_id == RENEWAL
+    assert observed.event_id == event.event_id
+    assert (observed.record.step, observed.record.tool, observed.record.error_code) == expected
+    assert observed.record.at == event.occurred_at
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        DraftCreated(**{**DRAFT, "renewal_id": None}),
+        dead_letter(b"junk"),
+        dead_letter(None),
+    ],
+    ids=["a general message's draft", "a dead letter keyed by something else", "unkeyed letter"],
+)
+def test_events_about_no_renewal_are_not_steps(event: LedgerEvent) -> None:
+    assert observed_step(event) is None
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+def test_a_send_failure_keeps_whether_it_may_be_retried(retryable: bool) -> None:
+    failed = MessageSendFailed(
+        renewal_id=RENEWAL,
+        draft_id=uuid4(),
+        veteran_id="v",
+        recipient_id=1,
+        ehr=Ehr.VISTA,
+        error_code="SM119",
+        retryable=retryable,
+    )
+    observed = observed_step(failed)
+    assert observed is not None
+    assert observed.record.retryable is retryable

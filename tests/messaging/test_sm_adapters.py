@@ -1,0 +1,138 @@
+"""The two SM adapters: the built-in stand-in, and the HTTP one against a local SM-compatible API."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from schemas.vocabulary import Ehr
+from services.messaging.adapters.upstream import (
+    BuiltinSecureMessaging,
+    HttpSecureMessaging,
+    OutgoingMessage,
+    SecureMessaging,
+)
+from services.messaging.domain import DeliveryStatus, SmError
+from services.messaging.handlers import Sessions
+from tests.messaging.conftest import (
+    BLOCKED_TEAM,
+    MIGRATING_TEAM,
+    OH_TEAM,
+    VETERAN,
+    VISTA_TEAM,
+)
+from tests.messaging.fake_sm import FakeSm
+
+
+def message(recipient_id: int, key: str = "draft-1.1", ehr: Ehr = Ehr.VISTA) -> OutgoingMessage:
+    return OutgoingMessage(
+        idempotency_key=key,
+        veteran_id=VETERAN,
+        draft_id="draft-1",
+        recipient_id=recipient_id,
+        ehr=ehr,
+        category="MEDICATIONS",
+        subject="Renewal Needed",
+        body="Please renew",
+        prescription_id="22597817",
+    )
+
+
+@pytest.fixture(params=["builtin", "http"])
+async def upstream(
+    request: pytest.FixtureRequest, sessions: Sessions, recipients_file: Path, fake_sm: FakeSm
+) -> AsyncIterator[SecureMessaging]:
+    adapter: SecureMessaging = (
+        BuiltinSecureMessaging(sessions, recipients_file)
+        if request.param == "builtin"
+        else HttpSecureMessaging(fake_sm.url, timeout_seconds=0.5)
+    )
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+async def test_recipients_are_the_allowed_teams_and_the_blocked_ones_apart(
+    upstream: SecureMessaging,
+) -> None:
+    recipients = await upstream.recipients(VETERAN)
+    assert {team.triageTeamId: team.ehr for team in recipients.allowed} == {
+        VISTA_TEAM: Ehr.VISTA,
+        OH_TEAM: Ehr.ORACLE_HEALTH,
+    }, "blocked, migrating and non-preferred teams are not allowed"
+    assert recipients.blocked == {BLOCKED_TEAM, MIGRATING_TEAM}
+    assert (await upstream.recipients("1013599370V295311")).allowed == ()
+
+
+async def test_a_vista_send_is_sent_at_once_and_the_same_key_answers_the_same_message(
+    upstream: SecureMessaging,
+) -> None:
+    first = await upstream.send(message(VISTA_TEAM))
+    again = await upstream.send(message(VISTA_TEAM))
+    other = await upstream.send(message(VISTA_TEAM, key="draft-1.2"))
+    assert first.status is DeliveryStatus.SENT
+    assert again == first
+    assert other.message_id != first.message_id
+
+
+async def test_an_oracle_health_send_is_accepted_then_sent(upstream: SecureMessaging) -> None:
+    receipt = await upstream.send(message(OH_TEAM, ehr=Ehr.ORACLE_HEALTH))
+    assert receipt.status is DeliveryStatus.PENDING
+    statuses = [await upstream.status(receipt.message_id) for _ in range(2)]
+    assert statuses[-1] is DeliveryStatus.SENT
+
+
+def http(fake_sm: FakeSm) -> HttpSecureMessaging:
+    return HttpSecureMessaging(fake_sm.url, timeout_seconds=0.3)
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "retryable"),
+    [
+        ((503, None), "SM901", True),
+        ((500, None), "SM99", True),
+        ((422, "SM151"), "SM151", False),
+        ((422, "SM129"), "SM129", False),
+        ((503, "SM903"), "SM903", True),
+    ],
+    ids=["unavailable", "broken", "blocked", "no longer associated", "sm903"],
+)
+async def test_an_sm_error_answer_becomes_its_sm_error(
+    fake_sm: FakeSm, failure: tuple[int, str | None], code: str, retryable: bool
+) -> None:
+    upstream = http(fake_sm)
+    fake_sm.behaviour.failure = failure
+    with pytest.raises(SmError) as error:
+        await upstream.send(message(VISTA_TEAM))
+    assert (error.value.code, error.value.retryable) == (code, retryable)
+    await upstream.close()
+
+
+async def test_a_timeout_is_sm901_and_the_retry_finds_the_message_sm_kept(fake_sm: FakeSm) -> None:
+    upstream = http(fake_sm)
+    fake_sm.behaviour.delay_seconds = 1.0
+    with pytest.raises(SmError) as error:
+        await upstream.send(message(VISTA_TEAM))
+    assert (error.value.code, error.value.retryable) == ("SM901", True)
+    fake_sm.behaviour.delay_seconds = 0
+    receipt = await upstream.send(message(VISTA_TEAM))
+    assert list(fake_sm.messages) == [receipt.message_id]
+    await upstream.close()
+
+
+async def test_an_oracle_health_failure_is_reported_as_failed(fake_sm: FakeSm) -> None:
+    upstream = http(fake_sm)
+    fake_sm.behaviour.oh_outcome = "FAILED"
+    receipt = await upstream.send(message(OH_TEAM, ehr=Ehr.ORACLE_HEALTH))
+    assert await upstream.status(receipt.message_id) is DeliveryStatus.PENDING
+    assert await upstream.status(receipt.message_id) is DeliveryStatus.FAILED
+    await upstream.close()
+
+
+async def test_an_unreachable_sm_is_sm901(fake_sm: FakeSm) -> None:
+    upstream = HttpSecureMessaging("http://127.0.0.1:9", timeout_seconds=0.3)
+    with pytest.raises(SmError) as error:
+        await upstream.recipients(VETERAN)
+    assert error.value.code == "SM901"
+    await upstream.close()

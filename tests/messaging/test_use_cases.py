@@ -1,0 +1,300 @@
+"""The messaging use cases on a real database (SQLite, and PostgreSQL in CI): prefill once, edit,
+delete, and send exactly once, VistA and Oracle Health, against the built-in SM and the HTTP one."""
+
+import asyncio
+from typing import cast
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import func, select
+
+from schemas.events import (
+    CareTeamsResolved,
+    DraftCreated,
+    DraftDeleted,
+    DraftUpdated,
+    MessageSendFailed,
+    MessageSent,
+    Platform,
+    TeamSelection,
+)
+from schemas.records import CareSystem, CareTeam, Prescription
+from schemas.vocabulary import Category, Ehr, PickerKind
+from services.messaging import handlers
+from services.messaging.adapters import storage
+from services.messaging.adapters.storage import SendRow
+from services.messaging.domain import DraftEdit, SendState, SmError
+from services.messaging.handlers import Messaging, NewMessage
+from tests.messaging.conftest import (
+    BLOCKED_TEAM,
+    MIGRATING_TEAM,
+    NOT_PREFERRED_TEAM,
+    OH_TEAM,
+    VETERAN,
+    VISTA_TEAM,
+    RecordingPublish,
+)
+from tests.messaging.fake_sm import FakeSm
+
+STRANGER = "9999999999V999999"
+
+
+def care_team(team_id: int, station: str, ehr: Ehr) -> CareTeam:
+    return CareTeam(
+        triageTeamId=team_id,
+        name=f"TEAM {team_id}",
+        displayName=f"Team {team_id}",
+        stationNumber=station,
+        careSystemName=f"Care system {station}",
+        ehr=ehr,
+    )
+
+
+def resolved(suggested: int | None = VISTA_TEAM) -> CareTeamsResolved:
+    """Care teams resolved for a new renewal of ``VETERAN``: a VistA and an OH care system."""
+    return CareTeamsResolved(
+        renewal_id=uuid4(),
+        veteran_id=VETERAN,
+        ehr=Ehr.VISTA,
+        prescription=Prescription(
+            prescriptionId="22597817", prescriptionName="LISINOPRIL 10MG TAB", stationNumber="554"
+        ),
+        care_systems=[
+            CareSystem(
+                stationNumber="554",
+                careSystemName="Care system 554",
+                ehr=Ehr.VISTA,
+                teams=[care_team(VISTA_TEAM, "554", Ehr.VISTA)],
+            ),
+            CareSystem(
+                stationNumber="757",
+                careSystemName="Care system 757",
+                ehr=Ehr.ORACLE_HEALTH,
+                teams=[care_team(OH_TEAM, "757", Ehr.ORACLE_HEALTH)],
+            ),
+        ],
+        suggested_team_id=suggested,
+        picker=PickerKind.RADIO,
+    )
+
+
+def published(deps: Messaging) -> RecordingPublish:
+    return cast(RecordingPublish, deps.publish)
+
+
+async def renewal_draft(deps: Messaging, suggested: int | None = VISTA_TEAM) -> DraftCreated:
+    return await handlers.create_renewal_draft(resolved(suggested), deps)
+
+
+async def new_message(deps: Messaging, recipient_id: int) -> UUID:
+    draft = await handlers.start_message(
+        VETERAN,
+        NewMessage(
+            recipient_id=recipient_id,
+            team_selection=TeamSelection.CARE_SYSTEM_PICKER,
+            category=Category.APPOINTMENTS,
+            subject="Moving my appointment",
+            body="Can we move it to the afternoon?",
+            platform=Platform.MOBILE,
+        ),
+        deps,
+    )
+    return UUID(draft.id)
+
+
+async def refused(call: object) -> str:
+    with pytest.raises(SmError) as error:
+        await call  # type: ignore[misc]
+    return error.value.code
+
+
+async def builtin_messages(deps: Messaging, draft_id: UUID) -> int:
+    async with deps.sessions() as session:
+        return len(await storage.builtin_messages_of_draft(session, draft_id))
+
+
+async def test_a_resolved_renewal_is_prefilled_once_and_addressed_to_the_suggested_team(
+    builtin: Messaging,
+) -> None:
+    event = resolved()
+    created = await handlers.create_renewal_draft(event, builtin)
+    again = await handlers.create_renewal_draft(event, builtin)
+    assert again == created, "a redelivered event republishes the same draft.created"
+    assert (created.recipient_id, created.station_number, created.team_selection) == (
+        VISTA_TEAM,
+        "554",
+        TeamSelection.SUGGESTED,
+    )
+    draft = await handlers.get_draft(created.draft_id, VETERAN, builtin)
+    assert draft.subject == "Renewal Needed"
+    assert draft.category == Category.MEDICATIONS
+    assert draft.body.splitlines()[0] == "Medication name, strength, and form: LISINOPRIL 10MG TAB"
+    assert draft.picker_kind is PickerKind.RADIO
+    assert [system.stationNumber for system in draft.candidates()] == ["554", "757"]
+
+    await handlers.send_draft(created.draft_id, VETERAN, None, builtin)
+    await handlers.create_renewal_draft(event, builtin)
+    assert await refused(handlers.get_draft(created.draft_id, VETERAN, builtin)) == "SM904"
+    async with builtin.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(storage.DraftRow)
+            .where(storage.DraftRow.renewal_id == str(event.renewal_id))
+        )
+    assert count == 1, "a redelivered event after the send prefills nothing again"
+
+
+async def test_a_renewal_without_a_suggestion_waits_for_a_care_team(builtin: Messaging) -> None:
+    created = await renewal_draft(builtin, suggested=None)
+    assert created.recipient_id is None and created.team_selection is None
+    assert await refused(handlers.send_draft(created.draft_id, VETERAN, None, builtin)) == (
+        "recipient_required"
+    )
+
+
+async def test_a_renewal_draft_goes_to_one_of_its_candidates(builtin: Messaging) -> None:
+    created = await renewal_draft(builtin)
+    to_oh = DraftEdit(recipient_id=OH_TEAM, team_selection=TeamSelection.CARE_SYSTEM_PICKER)
+    draft = await handlers.edit_draft(created.draft_id, VETERAN, to_oh, builtin)
+    assert (draft.recipient_id, draft.ehr, draft.station_number) == (
+        OH_TEAM,
+        "oracle_health",
+        "757",
+    )
+    [updated] = published(builtin).of_type("draft.updated")
+    assert isinstance(updated, DraftUpdated)
+    assert updated.changed == ["recipient_id"]
+    assert updated.team_selection is TeamSelection.CARE_SYSTEM_PICKER
+
+    for team_id, code in [(BLOCKED_TEAM, "SM151"), (NOT_PREFERRED_TEAM, "SM119"), (123, "SM119")]:
+        edit = DraftEdit(recipient_id=team_id, team_selection=TeamSelection.RECENT)
+        assert await refused(handlers.edit_draft(created.draft_id, VETERAN, edit, builtin)) == code
+    assert len(published(builtin).of_type("draft.updated")) == 1, "a refused edit publishes nothing"
+
+
+async def test_a_general_message_goes_to_a_team_sm_allows(builtin: Messaging) -> None:
+    draft_id = await new_message(builtin, OH_TEAM)
+    [created] = published(builtin).of_type("draft.created")
+    assert isinstance(created, DraftCreated)
+    assert created.renewal_id is None
+    assert (created.ehr, created.category, created.platform) == (
+        Ehr.ORACLE_HEALTH,
+        Category.APPOINTMENTS,
+        Platform.MOBILE,
+    )
+    assert created.key == str(draft_id).encode()
+    for team_id, code in [
+        (BLOCKED_TEAM, "SM151"),
+        (MIGRATING_TEAM, "SM151"),
+        (NOT_PREFERRED_TEAM, "SM119"),
+        (4242, "SM119"),
+    ]:
+        assert await refused(new_message(builtin, team_id)) == code
+
+
+async def test_a_deleted_draft_is_gone(builtin: Messaging) -> None:
+    created = await renewal_draft(builtin)
+    await handlers.delete_draft(created.draft_id, VETERAN, builtin)
+    [deleted] = published(builtin).of_type("draft.deleted")
+    assert isinstance(deleted, DraftDeleted) and deleted.draft_id == created.draft_id
+    for call in (
+        handlers.get_draft(created.draft_id, VETERAN, builtin),
+        handlers.delete_draft(created.draft_id, VETERAN, builtin),
+        handlers.send_draft(created.draft_id, VETERAN, None, builtin),
+        handlers.edit_draft(created.draft_id, VETERAN, DraftEdit(body="x"), builtin),
+    ):
+        assert await refused(call) == "SM904"
+
+
+async def test_another_veterans_draft_is_not_found(builtin: Messaging) -> None:
+    created = await renewal_draft(builtin)
+    for call in (
+        handlers.get_draft(created.draft_id, STRANGER, builtin),
+        handlers.get_renewal_draft(created.renewal_id or uuid4(), STRANGER, builtin),
+        handlers.edit_draft(created.draft_id, STRANGER, DraftEdit(body="x"), builtin),
+        handlers.delete_draft(created.draft_id, STRANGER, builtin),
+        handlers.send_draft(created.draft_id, STRANGER, None, builtin),
+    ):
+        assert await refused(call) == "SM904"
+    assert await handlers.get_draft(created.draft_id, VETERAN, builtin)
+
+
+async def test_a_vista_send_is_one_message_however_often_it_is_sent(builtin: Messaging) -> None:
+    created = await renewal_draft(builtin)
+    first = await handlers.send_draft(created.draft_id, VETERAN, Platform.WEB, builtin)
+    again = await handlers.send_draft(created.draft_id, VETERAN, None, builtin)
+    assert again == first, "the same message.sent, same event id"
+    assert (first.recipient_id, first.station_number, first.ehr, first.renewal_id) == (
+        VISTA_TEAM,
+        "554",
+        Ehr.VISTA,
+        created.renewal_id,
+    )
+    assert (first.team_selection, first.platform) == (TeamSelection.SUGGESTED, Platform.WEB)
+    assert await builtin_messages(builtin, created.draft_id) == 1
+
+
+async def test_an_oracle_health_send_is_accepted_then_sent(builtin: Messaging) -> None:
+    draft_id = await new_message(builtin, OH_TEAM)
+    sent = await handlers.send_draft(draft_id, VETERAN, None, builtin)
+    assert sent.ehr is Ehr.ORACLE_HEALTH
+    async with builtin.sessions() as session:
+        send = await session.get(SendRow, str(draft_id))
+    assert send is not None and send.state == SendState.SENT
+
+
+async def test_a_double_click_sends_one_message(over_http: Messaging, fake_sm: FakeSm) -> None:
+    draft_id = await new_message(over_http, OH_TEAM)
+    first, second = await asyncio.gather(
+        handlers.send_draft(draft_id, VETERAN, None, over_http),
+        handlers.send_draft(draft_id, VETERAN, None, over_http),
+    )
+    assert first.message_id == second.message_id
+    assert first.event_id == second.event_id
+    assert len(fake_sm.messages) == 1
+
+
+async def test_an_oracle_health_failure_is_sm98_and_the_draft_stays(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    fake_sm.behaviour.oh_outcome = "FAILED"
+    draft_id = await new_message(over_http, OH_TEAM)
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM98"
+    [failed] = published(over_http).of_type("message.send_failed")
+    assert isinstance(failed, MessageSendFailed)
+    assert (failed.error_code, failed.retryable, failed.tool) == ("SM98", False, "sm")
+    assert failed.message_id in fake_sm.messages
+    assert await handlers.get_draft(draft_id, VETERAN, over_http), "the Veteran can send again"
+
+    fake_sm.behaviour.oh_outcome = "SENT"
+    sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+    assert sent.message_id != failed.message_id, "a new attempt after a final failure"
+    assert len(fake_sm.messages) == 2
+
+
+async def test_a_send_that_timed_out_is_retried_as_the_same_message(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    draft_id = await new_message(over_http, VISTA_TEAM)
+    fake_sm.behaviour.delay_seconds = 1.0
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM901"
+    [failed] = published(over_http).of_type("message.send_failed")
+    assert isinstance(failed, MessageSendFailed) and failed.retryable
+
+    fake_sm.behaviour.delay_seconds = 0
+    sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+    assert list(fake_sm.messages) == [sent.message_id], "SM kept one message for both tries"
+
+
+async def test_an_unconfirmed_oracle_health_send_resumes_on_the_same_message(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    fake_sm.behaviour.oh_outcome = "PENDING"
+    draft_id = await new_message(over_http, OH_TEAM)
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM903"
+    assert fake_sm.sends == 1
+
+    fake_sm.behaviour.oh_outcome = "SENT"
+    sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+    assert fake_sm.sends == 1, "resumed polling; nothing sent again"
+    assert isinstance(sent, MessageSent) and sent.message_id in fake_sm.messages

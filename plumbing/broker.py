@@ -7,7 +7,8 @@
 - Telemetry: FastStream's OpenTelemetry middleware carries W3C trace context in Kafka headers.
 """
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -15,7 +16,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.middlewares import AckPolicy
 from opentelemetry.sdk.trace import TracerProvider
 
-from plumbing.deadletter import DeadLetterMiddleware, RetryPolicy
+from plumbing.deadletter import RETRY_GROUP_SUFFIX, DeadLetterMiddleware, RetryPolicy
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.settings import ServiceSettings
@@ -41,29 +42,34 @@ def make_broker(
             DeadLetterMiddleware(identity, retry),
         ],
         logger=get_logger(identity),
+        log_level=logging.DEBUG,
         graceful_timeout=15.0,
     )
 
 
 def subscribe(
     router: KafkaRouter,
-    topic: str,
+    source: str | Sequence[str],
     handler: Callable[..., Awaitable[Any]],
     identity: ServiceIdentity,
     group: str | None = None,
 ) -> None:
-    """Consume ``topic`` with ``handler`` in ``group``, and the group's own retry topic beside it.
+    """Consume ``source`` topic(s) with ``handler`` in ``group``, and their retry topics beside.
 
-    The retry topic has a consumer of its own, so a record waiting for its due time there never
-    holds up the main topic.
+    One consumer reads the topics themselves; another, in a group of its own, reads the group's retry
+    topics, so a record waiting there for its due time never holds up the main topics, and neither
+    consumer's joins rebalance the other.
     """
     group = group or identity.consumer_group
-    for source in (topic, topics.retry_topic(topic, group)):
+    main = [source] if isinstance(source, str) else list(source)
+    retry = [topics.retry_topic(topic, group) for topic in main]
+    for subscribed, group_id in ((main, group), (retry, group + RETRY_GROUP_SUFFIX)):
         router.subscriber(
-            source,
-            group_id=group,
+            *subscribed,
+            group_id=group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
+            heartbeat_interval_ms=1000,
         )(handler)
 
 

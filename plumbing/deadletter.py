@@ -39,6 +39,8 @@ RETRY_AT = "rxsm-retry-at-ms"
 ORIGINAL_TOPIC = "rxsm-original-topic"
 ORIGINAL_PARTITION = "rxsm-original-partition"
 ORIGINAL_OFFSET = "rxsm-original-offset"
+RETRY_GROUP_SUFFIX = ".retry"
+"""The retry topics of group G are read by group G + this suffix (so neither rebalances the other)."""
 RETRY_HEADERS = (
     ATTEMPTS,
     REDELIVERIES,
@@ -207,7 +209,8 @@ class _DeadLetterScope(BaseMiddleware):
     @property
     def group(self) -> str:
         subscriber = self.context.get("handler_")
-        return str(getattr(subscriber, "group_id", None) or self.identity.consumer_group)
+        group = str(getattr(subscriber, "group_id", None) or self.identity.consumer_group)
+        return group.removesuffix(RETRY_GROUP_SUFFIX)
 
     async def _park(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
         delay = self.policy.redelivery_delay(delivery.redeliveries)

@@ -1,18 +1,21 @@
 """The FastAPI app each service serves: its broker's lifecycle, health, clear 422s, and tracing."""
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from plumbing.auth import AuthSettings
 from plumbing.identity import ServiceIdentity
+from plumbing.metrics import ServiceMetrics
 from plumbing.settings import ServiceSettings
 from plumbing.topics import ensure_topics
 
@@ -42,6 +45,9 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     )
 
 
+Background = Callable[[], Coroutine[Any, Any, None]]
+
+
 def service_app(
     identity: ServiceIdentity,
     settings: ServiceSettings,
@@ -51,8 +57,17 @@ def service_app(
     title: str,
     description: str,
     resources: Resources | None = None,
+    metrics: ServiceMetrics | None = None,
+    background: Sequence[Background] = (),
+    drain: Sequence[Background] = (),
 ) -> FastAPI:
-    """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker."""
+    """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker.
+
+    ``background`` tasks (an outbox relay, a sweep) run while the app serves. On shutdown (SIGTERM):
+    the consumers stop first (in-flight handlers finish and commit), then ``drain`` runs (e.g. a last
+    outbox relay) while the producer is still open, then the broker closes and spans are flushed.
+    """
+    metrics = metrics or ServiceMetrics(identity)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,14 +79,25 @@ def service_app(
                 settings.kafka_bootstrap_servers, settings.topic_partitions, subscribed
             )
             await broker.start()
+            tasks = [asyncio.create_task(run()) for run in background]
+            tasks.append(asyncio.create_task(metrics.track_lag(broker)))
             try:
                 yield
             finally:
+                for subscriber in broker.subscribers:
+                    await subscriber.stop()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for step in drain:
+                    await step()
                 await broker.stop()
                 tracing.force_flush()
+                metrics.shutdown()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     app.state.auth = AuthSettings()
+    app.state.metrics = metrics
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/health", tags=["operations"])
@@ -79,8 +105,16 @@ def service_app(
         """Liveness: the process is up and serving."""
         return {"status": "ok", "service": identity.name, "tool": str(identity.tool)}
 
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def prometheus_metrics() -> PlainTextResponse:
+        """The flow's metrics in Prometheus text format."""
+        return PlainTextResponse(metrics.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
+
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracing, exclude_spans=["receive", "send"]
+        app,
+        tracer_provider=tracing,
+        meter_provider=metrics.provider,
+        exclude_spans=["receive", "send"],
     )
     return app
 

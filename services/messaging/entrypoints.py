@@ -131,7 +131,7 @@ class Problem(BaseModel):
     message: str
 
 
-def messaging(request: Request) -> Messaging:
+async def messaging(request: Request) -> Messaging:
     deps: Messaging = request.app.state.messaging
     return deps
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from services.renewal.entrypoints import IDENTITY as RENEWAL
 
 STALL_AFTER_SECONDS = 3.0
 """The renewal ledger's stall timeout in these tests."""
+
+MESSAGING_DATABASE_URL = os.environ.get("RXSM_TEST_DATABASE_URL")
+"""Where the messaging service keeps its drafts when set (CI: a throwaway PostgreSQL), else SQLite."""
 
 
 @dataclass
@@ -59,7 +63,9 @@ async def flow(
     apps = {
         "renewal": renewal_app(renewal_settings, spans),
         "careteam": careteam_app(settings, spans),
-        "messaging": messaging_app(settings, spans),
+        "messaging": messaging_app(
+            settings.model_copy(update={"database_url": MESSAGING_DATABASE_URL}), spans
+        ),
     }
     log_stream = io.StringIO()
     configure_logging(RENEWAL, "INFO", stream=log_stream)

@@ -21,6 +21,12 @@ class AuthSettings(BaseSettings):
     )
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "rxsm"
+    service_jwt_key: str = Field(
+        default="rxsm-local-service-key-change-me",
+        description="Verifies service callers' tokens (the Medications app), separate from Veterans'.",
+    )
+    service_audience: str = "rxsm-services"
+    medications_app_subject: str = "medications-app"
 
 
 def issue_token(
@@ -36,20 +42,17 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_veteran(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def _verified_subject(
+    credentials: HTTPAuthorizationCredentials | None, key: str, algorithm: str, audience: str
 ) -> str:
-    """The verified Veteran id from the bearer token, or 401 saying what is wrong."""
     if credentials is None:
         raise _unauthorized("Send an Authorization: Bearer <token> header.")
-    settings: AuthSettings = request.app.state.auth
     try:
         claims = jwt.decode(
             credentials.credentials,
-            settings.jwt_key,
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.jwt_audience,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
             options={"require": ["sub", "exp"]},
         )
     except jwt.ExpiredSignatureError as error:
@@ -59,4 +62,30 @@ async def current_veteran(
     return str(claims["sub"])
 
 
+async def current_veteran(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The verified Veteran id from the bearer token, or 401 saying what is wrong."""
+    settings: AuthSettings = request.app.state.auth
+    return _verified_subject(
+        credentials, settings.jwt_key, settings.jwt_algorithm, settings.jwt_audience
+    )
+
+
+async def medications_app(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The Medications app, proven by its service token (401 without one, 403 for another caller)."""
+    settings: AuthSettings = request.app.state.auth
+    subject = _verified_subject(
+        credentials, settings.service_jwt_key, settings.jwt_algorithm, settings.service_audience
+    )
+    if subject != settings.medications_app_subject:
+        raise HTTPException(status_code=403, detail="Only the Medications app may do this.")
+    return subject
+
+
 VeteranId = Annotated[str, Depends(current_veteran)]
+MedicationsApp = Annotated[str, Depends(medications_app)]

@@ -37,6 +37,7 @@ def make_broker(
         client_id=f"rxsm-{identity.name}",
         acks="all",
         enable_idempotence=True,
+        security=settings.kafka_security.for_faststream(),
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracing),
             DeadLetterMiddleware(identity, retry),

@@ -76,7 +76,10 @@ def service_app(
                 topic for sub in broker.subscribers for topic in getattr(sub, "topics", ())
             ]
             await ensure_topics(
-                settings.kafka_bootstrap_servers, settings.topic_partitions, subscribed
+                settings.kafka_bootstrap_servers,
+                settings.topic_partitions,
+                subscribed,
+                security=settings.kafka_security,
             )
             await broker.start()
             tasks = [asyncio.create_task(run()) for run in background]

@@ -1,7 +1,9 @@
 """Settings read from the environment (``RXSM_*``; Kafka and OpenTelemetry by their standard names)."""
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plumbing.kafka_security import KafkaSecurity, Mechanism, Protocol
 
 
 class ServiceSettings(BaseSettings):
@@ -28,6 +30,27 @@ class ServiceSettings(BaseSettings):
     retry_backoff_seconds: float = Field(default=0.2, ge=0)
     redeliveries: int = Field(default=3, ge=0, description="Rounds through the retry topic.")
     redelivery_delay_seconds: float = Field(default=5.0, ge=0)
+
+    kafka_security_protocol: Protocol = "PLAINTEXT"
+    kafka_sasl_mechanism: Mechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """TLS / mTLS / SASL for every Kafka client (see plumbing/kafka_security.py)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
 
     def database_url_for(self, service: str) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir}/{service}.db"

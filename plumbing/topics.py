@@ -6,14 +6,23 @@ from contextlib import suppress
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from plumbing.kafka_security import KafkaSecurity
 from schemas import topics
 
 
 async def ensure_topics(
-    bootstrap_servers: str, partitions: int, extra: Iterable[str] = (), replication: int = 1
+    bootstrap_servers: str,
+    partitions: int,
+    extra: Iterable[str] = (),
+    replication: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create every rxsm topic (and ``extra`` ones) not there yet; existing ones are left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="rxsm-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="rxsm-admin",
+        **(security or KafkaSecurity()).for_aiokafka(),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

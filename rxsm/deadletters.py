@@ -14,7 +14,7 @@ from plumbing.deadletter import (
     REDELIVERIES,
     RETRY_AT,
 )
-from rxsm.kafka_reads import read_json
+from rxsm.kafka_reads import read_json, security
 from schemas import topics
 from schemas.events import DeadLetter
 
@@ -53,7 +53,9 @@ def replay_record(letter: DeadLetter) -> dict[str, Any]:
 
 async def replay(bootstrap: str, letters: list[DeadLetter]) -> list[str]:
     """Republish ``letters``; returns the topics they went to."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **security()
+    )
     await producer.start()
     try:
         sent = []

@@ -9,9 +9,16 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from plumbing.settings import ServiceSettings
+
+
+def security() -> dict[str, Any]:
+    """The Kafka client security the services use (RXSM_KAFKA_* settings)."""
+    return ServiceSettings().kafka_security.for_aiokafka()
+
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli", **security())
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
@@ -25,7 +32,7 @@ async def read_all(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord]:
     partitions = await partitions_of(bootstrap, topic)
     if not partitions:
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security())
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -73,8 +80,10 @@ class Lag:
 
 async def consumer_lag(bootstrap: str, group_prefix: str = "rxsm-") -> list[Lag]:
     """Committed offset, end offset and lag of every partition each rxsm consumer group reads."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"rxsm-cli-{uuid4()}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli", **security())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=f"rxsm-cli-{uuid4()}", **security()
+    )
     await admin.start()
     await consumer.start()
     try:

@@ -1,1 +1,1 @@
-"""The care-team service (SM side): resolves the care teams a renewal can be sent to."""
+"""The care-team service (SM side): the care teams a renewal or a new message can go to."""

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from plumbing.broker import make_broker
 from plumbing.http import Resources, service_app
 from plumbing.logs import configure_logging
+from plumbing.metrics import ServiceMetrics
 from plumbing.publishing import KafkaPublisher
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -58,7 +59,9 @@ def create_app(
         oh_pilot=SettingsOhPilot(config.oh_pilot_veterans, everyone=config.oh_pilot_everyone),
         publish=KafkaPublisher(broker),
     )
+    metrics = ServiceMetrics(IDENTITY)
     broker.context.set_global("careteam", deps)
+    broker.context.set_global("metrics", metrics)
     app = service_app(
         IDENTITY,
         config,
@@ -67,6 +70,7 @@ def create_app(
         title="rxsm care-team service (SM)",
         description="Resolves the care teams (triage groups) a renewal or new message can go to.",
         resources=resources,
+        metrics=metrics,
     )
     app.state.careteam = deps
     app.include_router(http)

@@ -13,11 +13,12 @@ from pydantic.alias_generators import to_camel
 from plumbing.auth import VeteranId
 from plumbing.broker import subscribe
 from plumbing.logs import get_logger
+from plumbing.metrics import ServiceMetrics
 from plumbing.telemetry import annotate
 from schemas import topics
 from schemas.events import CareTeamsResolved, RenewalRequested
 from schemas.records import BlockedFacility, CareSystem, CareTeam
-from schemas.vocabulary import Ehr, PickerKind, UnavailableReason
+from schemas.vocabulary import Ehr, PickerKind, Tool, UnavailableReason
 from services.careteam import domain, handlers
 from services.careteam.adapters.directory import DirectoryError
 from services.careteam.config import IDENTITY
@@ -30,29 +31,47 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
+def _cohort(deps: Dependencies, veteran_id: str) -> str:
+    """``new`` for Veterans in the Oracle Health pilot (the new message flow), else ``base``."""
+    return "new" if deps.oh_pilot.is_on(veteran_id) else "base"
+
+
 async def on_renewal_requested(
-    event: RenewalRequested, deps: Annotated[Dependencies, Context("careteam")]
+    event: RenewalRequested,
+    deps: Annotated[Dependencies, Context("careteam")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
     annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
     outcome = await handlers.resolve_for_renewal(event, deps, _today())
+    _report(outcome, event, metrics, _cohort(deps, event.veteran_id))
+
+
+def _report(
+    outcome: handlers.Outcome, event: RenewalRequested, metrics: ServiceMetrics, cohort: str
+) -> None:
+    """Log the outcome (ids and counts only) and count it for the dashboard."""
+    labels = {"tool": str(Tool.SM), "ehr": str(event.ehr), "cohort": cohort}
     if isinstance(outcome, CareTeamsResolved):
+        metrics.renewals.add(1, {**labels, "step": "care_team_resolved", "outcome": "success"})
+        metrics.picker_shown.add(
+            1, {"kind": str(outcome.picker), "cohort": cohort, "flow": "renewal"}
+        )
         log.info(
             "care teams resolved",
             step="careteam.resolve",
             renewal_id=str(event.renewal_id),
-            outcome=outcome.event_type,
             care_systems=len(outcome.care_systems),
             picker=str(outcome.picker),
             suggestion_basis=outcome.suggestion_basis,
         )
-    else:
-        log.info(
-            "no care team",
-            step="careteam.resolve",
-            renewal_id=str(event.renewal_id),
-            outcome=outcome.event_type,
-            unavailable_reason=str(outcome.reason),
-        )
+        return
+    reason = str(outcome.reason)
+    metrics.renewals.add(
+        1, {**labels, "step": "care_team_unavailable", "outcome": "failure", "reason": reason}
+    )
+    log.info(
+        "no care team", step="careteam.resolve", renewal_id=str(event.renewal_id), reason=reason
+    )
 
 
 def subscribers() -> KafkaRouter:
@@ -99,6 +118,11 @@ def dependencies_of(request: Request) -> Dependencies:
     return deps
 
 
+def metrics_of(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
 CARE_SYSTEM = Query(
     pattern=r"^\d{3}[A-Z0-9]{0,3}$",
     description="A care system's station number (e.g. 442): include that system's teams.",
@@ -116,6 +140,7 @@ CARE_SYSTEM = Query(
 async def get_care_teams(
     veteran_id: VeteranId,
     deps: Annotated[Dependencies, Depends(dependencies_of)],
+    metrics: Annotated[ServiceMetrics, Depends(metrics_of)],
     care_system: Annotated[str | None, CARE_SYSTEM] = None,
 ) -> CareTeamsView | JSONResponse:
     """The calling Veteran's recent care teams (at most 4), care systems and picker kind."""
@@ -143,6 +168,11 @@ async def get_care_teams(
     chosen = found.care_system(care_system) if care_system is not None else None
     if care_system is not None and chosen is None:
         return _unknown_care_system(care_system, found.care_systems)
+    if care_system is None:
+        cohort = _cohort(deps, veteran_id)
+        metrics.picker_shown.add(
+            1, {"kind": str(found.picker), "cohort": cohort, "flow": "new_message"}
+        )
     return CareTeamsView(
         recent_teams=found.recent_teams,
         care_systems=[

@@ -26,7 +26,7 @@ class Dependencies:
     publish: Publish
 
 
-CareTeamsOutcome = CareTeamsResolved | CareTeamUnavailable
+Outcome = CareTeamsResolved | CareTeamUnavailable
 
 
 def outcome_id(event: RenewalRequested) -> UUID:
@@ -34,11 +34,9 @@ def outcome_id(event: RenewalRequested) -> UUID:
     return uuid5(event.event_id, "careteams")
 
 
-async def resolve_for_renewal(
-    event: RenewalRequested, deps: Dependencies, today: date
-) -> CareTeamsOutcome:
+async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today: date) -> Outcome:
     """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none."""
-    outcome: CareTeamsOutcome
+    outcome: Outcome
     try:
         directory = await deps.directory.care_teams(event.veteran_id)
         pilot = deps.oh_pilot.is_on(event.veteran_id)

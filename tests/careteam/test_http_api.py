@@ -72,6 +72,20 @@ async def test_a_vista_veteran_sees_recent_teams_and_care_systems(
     assert body["unavailable_reason"] is None
 
 
+async def test_each_listing_counts_the_picker_kind_shown(client: httpx.AsyncClient) -> None:
+    shown = 'rxsm_care_system_picker_shown_total{cohort="base",flow="new_message",kind="dropdown"}'
+
+    async def count() -> float:
+        text = (await client.get("/metrics")).text
+        line = next((line for line in text.splitlines() if line.startswith(shown)), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = await count()
+    await care_teams(client, SIX_SYSTEMS)
+    await care_teams(client, SIX_SYSTEMS, care_system="442")
+    assert await count() == before + 1, "choosing a care system is not another picker shown"
+
+
 async def test_a_chosen_care_system_comes_with_its_teams(client: httpx.AsyncClient) -> None:
     body = (await care_teams(client, SIX_SYSTEMS, care_system="528A7")).json()
 

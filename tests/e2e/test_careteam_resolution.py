@@ -145,6 +145,11 @@ async def test_a_vista_renewal_resolves_to_the_veterans_recent_team(flow: Flow) 
     assert (event["suggested_team_id"], event["suggestion_basis"]) == (1013155, "recent_team")
     assert [team["triageTeamId"] for team in event["recent_teams"]] == [1013155]
     assert event["blocked_facilities"] == []
+    metrics = (await flow.careteam.get("/metrics")).text
+    assert 'step="care_team_resolved"' in metrics
+    assert (
+        'rxsm_care_system_picker_shown_total{cohort="base",flow="renewal",kind="auto"}' in metrics
+    )
 
 
 async def test_an_oracle_health_renewal_offers_the_facilities_message_pools_with_the_pilot_on(
@@ -199,6 +204,8 @@ async def test_a_veteran_without_associations_has_no_care_team(flow: Flow) -> No
     assert event["tool"] == "sm"
     assert event["reason"] == "no_associations"
     assert event["blocked_facilities"] == []
+    metrics = (await flow.careteam.get("/metrics")).text
+    assert 'reason="no_associations",step="care_team_unavailable"' in metrics
 
 
 async def test_a_veteran_whose_teams_are_all_blocked_has_no_care_team(flow: Flow) -> None:

@@ -351,14 +351,9 @@ class Waiting:
 @dataclass(frozen=True)
 class JourneyState:
     status: Status
-    since: datetime
     failure: Failure | None
     closed: bool
     """No further step is expected: the same prescription may be requested anew."""
-
-    @property
-    def waiting_for(self) -> Waiting | None:
-        return NEXT_AUTOMATIC_STEP.get(self.status)
 
 
 PROGRESS: dict[Step, tuple[int, Status]] = {
@@ -400,12 +395,12 @@ INPUT_OF_NEXT_STEP = {
 """A record dead-lettered on one of these topics blocks a renewal waiting in that status."""
 
 
-def journey(accepted_at: datetime, steps: Iterable[StepRecord]) -> JourneyState:
+def journey(steps: Iterable[StepRecord]) -> JourneyState:
     """A renewal's state from its steps, whatever order they arrived in (duplicates change nothing)."""
     steps = list(steps)
     reached = [s for s in steps if s.step in PROGRESS]
     if not reached:
-        return JourneyState(Status.ACCEPTED, accepted_at, None, closed=False)
+        return JourneyState(Status.ACCEPTED, None, closed=False)
     furthest = max(reached, key=lambda s: (PROGRESS[s.step][0], s.at))
     status = PROGRESS[furthest.step][1]
     blocking = [
@@ -416,14 +411,14 @@ def journey(accepted_at: datetime, steps: Iterable[StepRecord]) -> JourneyState:
     if blocking:
         letter = max(blocking, key=lambda s: s.at)
         blocked = Failure(letter.tool, letter.step, letter.error_code)
-        return JourneyState(Status.DEAD_LETTERED, letter.at, blocked, closed=True)
+        return JourneyState(Status.DEAD_LETTERED, blocked, closed=True)
     failure = (
         Failure(furthest.tool, furthest.step, furthest.error_code)
         if furthest.step in FAILING_STEPS
         else None
     )
     closed = status in CLOSED or (status is Status.SEND_FAILED and furthest.retryable is False)
-    return JourneyState(status, furthest.at, failure, closed)
+    return JourneyState(status, failure, closed)
 
 
 def stalled(status: Status, since: datetime, now: datetime, after: timedelta) -> Waiting | None:

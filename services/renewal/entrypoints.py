@@ -180,7 +180,7 @@ class Failure(BaseModel):
 class Stalled(BaseModel):
     waiting_for: Step
     tool: Tool = Field(description="The tool that owns the missing step.")
-    since: datetime = Field(description="When the renewal reached the step it is stuck after.")
+    since: datetime = Field(description="When the ledger saw the renewal reach its last step.")
     detected_at: datetime
 
 

@@ -239,13 +239,11 @@ async def _record(
         )
     )
     await session.flush()
-    state = domain.journey(
-        row.created_at, [s.record for s in await ledger.steps_of(session, row.id)]
-    )
+    state = domain.journey([s.record for s in await ledger.steps_of(session, row.id)])
     if state.status.value != row.status:
+        row.status = state.status.value
+        row.status_since = _now()
         row.stalled_at = row.stalled_step = row.stalled_tool = None
-    row.status = state.status.value
-    row.status_since = state.since
     if state.closed:
         row.open_key = None
     return state
@@ -313,7 +311,7 @@ async def journey(sessions: Sessions, renewal_id: UUID) -> Journey | None:
         if row is None:
             return None
         steps = await ledger.steps_of(session, row.id)
-    return Journey(row, steps, domain.journey(row.created_at, [step.record for step in steps]))
+    return Journey(row, steps, domain.journey([step.record for step in steps]))
 
 
 async def journey_for_key(sessions: Sessions, idempotency_key: str) -> Journey | None:

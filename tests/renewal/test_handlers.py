@@ -270,3 +270,21 @@ async def test_an_unpublished_renewal_stalls_on_meds(sessions: Sessions) -> None
     later = datetime.now(UTC) + timedelta(seconds=301)
     [stall] = await handlers.mark_stalled(sessions, later, timedelta(seconds=300))
     assert stall.waiting == Waiting(Step.REQUESTED, Tool.MEDS)
+
+
+async def test_the_stall_clock_starts_when_the_ledger_sees_a_step(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal published ten minutes late is not stalled on SM at once: SM's clock starts at the
+    publish, not when the request was first saved."""
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr(handlers, "_now", lambda: clock[0])
+    timeout = timedelta(seconds=300)
+    with pytest.raises(handlers.NotQueued):
+        await request(sessions, KafkaDown(), renewal_request(), "key-late")
+
+    clock[0] += timedelta(minutes=10)
+    accepted = await request(sessions, Published(), renewal_request(), "key-late")
+    assert await handlers.mark_stalled(sessions, clock[0] + timedelta(seconds=60), timeout) == []
+    [stall] = await handlers.mark_stalled(sessions, clock[0] + timedelta(seconds=301), timeout)
+    assert (stall.renewal_id, stall.waiting.tool) == (accepted.renewal_id, Tool.SM)

@@ -39,6 +39,8 @@ class RenewalRow(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True)
     status_since: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the ledger saw the renewal reach its status: the stall clock starts there, so a step
+    published late (or recorded late) is not blamed on the tool that owns the next one."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     publishing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -24,11 +25,13 @@ from tests.messaging.conftest import (
 from tests.messaging.fake_sm import FakeSm
 
 
-def message(recipient_id: int, key: str = "draft-1.1", ehr: Ehr = Ehr.VISTA) -> OutgoingMessage:
+def message(recipient_id: int, key: str | None = None, ehr: Ehr = Ehr.VISTA) -> OutgoingMessage:
+    """A message of its own draft (a database on PostgreSQL outlives the test), or of ``key``'s."""
+    draft_id = key.split(".")[0] if key else str(uuid4())
     return OutgoingMessage(
-        idempotency_key=key,
+        idempotency_key=key or f"{draft_id}.1",
         veteran_id=VETERAN,
-        draft_id="draft-1",
+        draft_id=draft_id,
         recipient_id=recipient_id,
         ehr=ehr,
         category="MEDICATIONS",
@@ -68,9 +71,10 @@ async def test_recipients_are_the_allowed_teams_and_the_blocked_ones_apart(
 async def test_a_vista_send_is_sent_at_once_and_the_same_key_answers_the_same_message(
     upstream: SecureMessaging,
 ) -> None:
-    first = await upstream.send(message(VISTA_TEAM))
-    again = await upstream.send(message(VISTA_TEAM))
-    other = await upstream.send(message(VISTA_TEAM, key="draft-1.2"))
+    draft_id = uuid4()
+    first = await upstream.send(message(VISTA_TEAM, key=f"{draft_id}.1"))
+    again = await upstream.send(message(VISTA_TEAM, key=f"{draft_id}.1"))
+    other = await upstream.send(message(VISTA_TEAM, key=f"{draft_id}.2"))
     assert first.status is DeliveryStatus.SENT
     assert again == first
     assert other.message_id != first.message_id
@@ -111,12 +115,13 @@ async def test_an_sm_error_answer_becomes_its_sm_error(
 
 async def test_a_timeout_is_sm901_and_the_retry_finds_the_message_sm_kept(fake_sm: FakeSm) -> None:
     upstream = http(fake_sm)
+    outgoing = message(VISTA_TEAM)
     fake_sm.behaviour.delay_seconds = 1.0
     with pytest.raises(SmError) as error:
-        await upstream.send(message(VISTA_TEAM))
+        await upstream.send(outgoing)
     assert (error.value.code, error.value.retryable) == ("SM901", True)
     fake_sm.behaviour.delay_seconds = 0
-    receipt = await upstream.send(message(VISTA_TEAM))
+    receipt = await upstream.send(outgoing)
     assert list(fake_sm.messages) == [receipt.message_id]
     await upstream.close()
 

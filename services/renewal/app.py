@@ -1,10 +1,9 @@
 """Wiring of the renewal service: ``uvicorn --factory services.renewal.app:create_app``."""
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -14,6 +13,7 @@ from plumbing.broker import make_broker
 from plumbing.database import create_tables, make_engine, session_factory
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
+from plumbing.metrics import ServiceMetrics
 from plumbing.publishing import KafkaPublisher
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -45,21 +45,24 @@ def create_app(
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
     publish = KafkaPublisher(broker)
+    metrics = ServiceMetrics(IDENTITY)
     broker.context.set_global("sessions", sessions)
     broker.context.set_global("publish", publish)
-    stall_after = timedelta(seconds=settings.stall_after_seconds)
-    sweep_every = settings.stall_sweep_seconds
+    broker.context.set_global("metrics", metrics)
+    sweep = partial(
+        sweep_stalls,
+        sessions,
+        metrics,
+        timedelta(seconds=settings.stall_after_seconds),
+        settings.stall_sweep_seconds,
+    )
 
     @asynccontextmanager
     async def ledger() -> AsyncIterator[None]:
         await create_tables(engine, Base)
-        sweep = asyncio.create_task(sweep_stalls(sessions, stall_after, sweep_every))
         try:
             yield
         finally:
-            sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweep
             await engine.dispose()
 
     app = service_app(
@@ -73,6 +76,8 @@ def create_app(
             "each renewal through it."
         ),
         resources=ledger,
+        metrics=metrics,
+        background=[sweep],
     )
     app.state.sessions = sessions
     app.state.publish = publish

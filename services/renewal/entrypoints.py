@@ -16,13 +16,14 @@ from plumbing.broker import subscribe
 from plumbing.deadletter import PermanentError
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
+from plumbing.metrics import ServiceMetrics
 from plumbing.publishing import Publish
 from plumbing.telemetry import annotate, current_trace_id
 from schemas import topics
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr, Tool
 from services.renewal import handlers
-from services.renewal.domain import LedgerEvent, Status, Step
+from services.renewal.domain import Eligibility, LedgerEvent, Status, Step
 from services.renewal.handlers import Sessions, Source
 
 IDENTITY = ServiceIdentity("renewal", Tool.MEDS)
@@ -35,8 +36,20 @@ log = get_logger(IDENTITY)
 LEDGER_TOPICS = (topics.CARE_TEAMS, topics.DRAFTS, topics.MESSAGES, topics.DEAD_LETTER)
 
 
-def _log_accepted(accepted: handlers.Accepted, source: Source) -> None:
+def _report_accepted(accepted: handlers.Accepted, source: Source, metrics: ServiceMetrics) -> None:
+    """Log the renewal (ids only) and count a new one for the dashboard."""
     annotate("renewal.request", renewal_id=accepted.renewal_id, ehr=accepted.ehr)
+    if not accepted.duplicate:
+        metrics.renewals.add(
+            1,
+            {
+                "tool": str(Tool.MEDS),
+                "ehr": str(accepted.ehr),
+                "step": "requested",
+                "outcome": "success",
+                "source": source,
+            },
+        )
     log.info(
         "renewal requested",
         step="renewal.request",
@@ -44,16 +57,24 @@ def _log_accepted(accepted: handlers.Accepted, source: Source) -> None:
         source=source,
         duplicate=accepted.duplicate,
     )
-    if accepted.eligibility.upstream_disagrees:
-        log.warning(
-            "isRenewable disagrees with the renewal rule",
-            step="renewal.request",
-            renewal_id=str(accepted.renewal_id),
-        )
 
 
-def _log_refused(refused: handlers.NotRenewable, source: Source) -> None:
-    annotate("renewal.request", renewal_id=refused.renewal_id)
+def _report_refused(
+    refused: handlers.NotRenewable, source: Source, metrics: ServiceMetrics
+) -> None:
+    ehr = refused.eligibility.ehr
+    annotate("renewal.request", renewal_id=refused.renewal_id, ehr=ehr)
+    metrics.renewals.add(
+        1,
+        {
+            "tool": str(Tool.MEDS),
+            "ehr": str(ehr),
+            "step": "refused",
+            "outcome": "failure",
+            "reason": refused.refusal.value,
+            "source": source,
+        },
+    )
     log.info(
         "renewal refused",
         step="renewal.request",
@@ -61,6 +82,19 @@ def _log_refused(refused: handlers.NotRenewable, source: Source) -> None:
         source=source,
         code=refused.refusal.value,
     )
+    _report_disagreement(refused.renewal_id, refused.eligibility)
+
+
+def _report_disagreement(renewal_id: UUID, eligibility: Eligibility) -> None:
+    """VistA's ``isRenewable`` and the older rule disagreed (the request was refused either way):
+    the Medications app shows the renewal link by that flag, so this is worth its team's look."""
+    if eligibility.upstream_disagrees:
+        log.warning(
+            "isRenewable disagrees with the renewal rule",
+            step="renewal.request",
+            renewal_id=str(renewal_id),
+            code=eligibility.refusal.value if eligibility.refusal else None,
+        )
 
 
 async def on_renewal_request(
@@ -68,6 +102,7 @@ async def on_renewal_request(
     message: KafkaMessage,
     sessions: Annotated[Sessions, Context("sessions")],
     publish: Annotated[Publish, Context("publish")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
     """A request from the ingress topic, handled as over HTTP. A refusal publishes nothing and is
     recorded in the ledger: look it up by the record's Idempotency-Key header (or by the renewal id
@@ -90,13 +125,13 @@ async def on_renewal_request(
             today=date.today(),
         )
     except handlers.NotRenewable as refused:
-        _log_refused(refused, "kafka")
+        _report_refused(refused, "kafka", metrics)
         return
     except handlers.IdempotencyKeyReused as error:
         raise PermanentError(
             "the Idempotency-Key was already used for another Veteran or prescription"
         ) from error
-    _log_accepted(accepted, "kafka")
+    _report_accepted(accepted, "kafka", metrics)
 
 
 def _header(headers: dict[str, Any], name: str) -> str | None:
@@ -123,13 +158,15 @@ def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
     subscribe(router, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
-    for topic in LEDGER_TOPICS:
-        subscribe(router, topic, on_downstream_event, IDENTITY, group=LEDGER_GROUP)
+    subscribe(router, LEDGER_TOPICS, on_downstream_event, IDENTITY, group=LEDGER_GROUP)
     return router
 
 
-async def sweep_stalls(sessions: Sessions, after: timedelta, every: float) -> None:
-    """Mark stalled renewals every ``every`` seconds until cancelled (a task of the app's lifespan)."""
+async def sweep_stalls(
+    sessions: Sessions, metrics: ServiceMetrics, after: timedelta, every: float
+) -> None:
+    """Mark stalled renewals every ``every`` seconds until cancelled (a task of the app's lifespan);
+    each is logged and counted under the tool that owns the missing step."""
     while True:
         try:
             stalls = await handlers.mark_stalled(sessions, datetime.now(UTC), after)
@@ -137,6 +174,16 @@ async def sweep_stalls(sessions: Sessions, after: timedelta, every: float) -> No
             log.exception("stall sweep failed", step="renewal.stall")
             stalls = []
         for stall in stalls:
+            metrics.renewals.add(
+                1,
+                {
+                    "tool": stall.waiting.tool.value,
+                    "ehr": str(stall.ehr),
+                    "step": "stalled",
+                    "outcome": "failure",
+                    "waiting_for": stall.waiting.step.value,
+                },
+            )
             log.warning(
                 "renewal stalled",
                 step="renewal.stall",
@@ -209,6 +256,11 @@ def publisher(request: Request) -> Publish:
     return publish
 
 
+def metrics_of(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
 SessionsDep = Annotated[Sessions, Depends(sessions_of)]
 
 
@@ -230,6 +282,7 @@ async def post_renewal(
     body: RenewalRequest,
     sessions: SessionsDep,
     publish: Annotated[Publish, Depends(publisher)],
+    metrics: Annotated[ServiceMetrics, Depends(metrics_of)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -255,7 +308,7 @@ async def post_renewal(
             today=date.today(),
         )
     except handlers.NotRenewable as refused:
-        _log_refused(refused, "http")
+        _report_refused(refused, "http", metrics)
         return _problem(422, refused.refusal.value, refused.refusal.message, refused.renewal_id)
     except handlers.IdempotencyKeyReused:
         return _problem(
@@ -271,7 +324,7 @@ async def post_renewal(
             "The request is saved but couldn't be queued. Send the same request again.",
             error.renewal_id,
         )
-    _log_accepted(accepted, "http")
+    _report_accepted(accepted, "http", metrics)
     return RenewalAccepted(renewal_id=accepted.renewal_id, trace_id=current_trace_id())
 
 

@@ -35,10 +35,11 @@ may take, so only a request that crashed mid-publish is taken over."""
 class NotRenewable(Exception):
     """The prescription can't be renewed; the refusal is recorded under ``renewal_id``."""
 
-    def __init__(self, renewal_id: UUID, refusal: Refusal) -> None:
+    def __init__(self, renewal_id: UUID, refusal: Refusal, eligibility: Eligibility) -> None:
         super().__init__(refusal.value)
         self.renewal_id = renewal_id
         self.refusal = refusal
+        self.eligibility = eligibility
 
 
 class IdempotencyKeyReused(Exception):
@@ -58,7 +59,6 @@ class Accepted:
     renewal_id: UUID
     ehr: Ehr
     duplicate: bool
-    eligibility: Eligibility
 
 
 def _now() -> datetime:
@@ -80,10 +80,10 @@ async def request_renewal(
     verdict = domain.check_renewal(request, today)
     row, created = await _find_or_add(request, verdict, sessions, source, idempotency_key, trace_id)
     if row.refusal is not None:
-        raise NotRenewable(UUID(row.id), Refusal(row.refusal))
+        raise NotRenewable(UUID(row.id), Refusal(row.refusal), verdict)
     if row.requested_event is not None and (created or await _claim_publish(sessions, row)):
         await _publish(sessions, publish, RenewalRequested.model_validate(row.requested_event))
-    return Accepted(UUID(row.id), Ehr(row.ehr), duplicate=not created, eligibility=verdict)
+    return Accepted(UUID(row.id), Ehr(row.ehr), duplicate=not created)
 
 
 async def _claim_publish(sessions: Sessions, row: RenewalRow) -> bool:
@@ -275,6 +275,7 @@ async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded
 @dataclass(frozen=True)
 class Stall:
     renewal_id: UUID
+    ehr: Ehr
     waiting: domain.Waiting
     since: datetime
 
@@ -293,7 +294,7 @@ async def mark_stalled(sessions: Sessions, now: datetime, after: timedelta) -> l
             row.stalled_at = now
             row.stalled_step = waiting.step.value
             row.stalled_tool = waiting.tool.value
-            stalls.append(Stall(UUID(row.id), waiting, row.status_since))
+            stalls.append(Stall(UUID(row.id), Ehr(row.ehr), waiting, row.status_since))
     return stalls
 
 

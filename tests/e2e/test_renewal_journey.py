@@ -217,6 +217,11 @@ async def test_an_ineligible_request_is_refused_with_its_reason(
         lambda e: e.get("prescription", {}).get("prescriptionId") == prescription_id,
     )
     assert published == []
+    counted = (await flow.renewal.get("/metrics")).text
+    assert any(
+        line.startswith("rxsm_renewals") and 'step="refused"' in line and f'reason="{code}"' in line
+        for line in counted.splitlines()
+    )
 
 
 async def test_an_ineligible_request_on_kafka_is_recorded_not_lost(flow: Flow) -> None:

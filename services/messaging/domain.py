@@ -305,6 +305,17 @@ class SendState(StrEnum):
     FAILED = "failed"
 
 
+def check_editable(send: SendState | None) -> None:
+    """A draft whose send is under way (or its outcome still unknown) can't change: sending again
+    settles it, and a failed send leaves the draft editable again."""
+    if send in (SendState.SUBMITTING, SendState.ACCEPTED):
+        raise SmError(
+            "send_pending",
+            409,
+            "This message is being sent. Send it again to see how it went before changing it.",
+        )
+
+
 def delivery_failure(status: DeliveryStatus) -> SmError | None:
     """FAILED or INVALID from Oracle Health is SM98; PENDING and SENT are not failures."""
     if status in (DeliveryStatus.FAILED, DeliveryStatus.INVALID):

@@ -206,7 +206,15 @@ async def get_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     return _draft(await handlers.get_draft(draft_id, veteran_id, deps))
 
 
-@http.put("/drafts/{draft_id}", response_model=Draft, responses={**NOT_FOUND, **REFUSED})
+@http.put(
+    "/drafts/{draft_id}",
+    response_model=Draft,
+    responses={
+        **NOT_FOUND,
+        **REFUSED,
+        409: {"model": Problem, "description": "Its send is under way (send_pending)."},
+    },
+)
 async def edit_draft(
     draft_id: UUID, changes: DraftChanges, veteran_id: VeteranId, deps: Deps
 ) -> Draft:

@@ -188,6 +188,8 @@ async def edit_draft(draft_id: UUID, veteran_id: str, edit: DraftEdit, deps: Mes
         draft = await storage.open_draft(session, draft_id, veteran_id)
         if draft is None:
             raise domain.draft_not_found()
+        send = await storage.send_of(session, draft_id, veteran_id)
+        domain.check_editable(SendState(send.state) if send else None)
         content, changed = domain.revise(
             draft.content(), edit, _offered(draft, recipients), recipients.blocked
         )
@@ -289,12 +291,12 @@ async def _claim_once(
                 attempt=1,
                 state=SendState.SUBMITTING.value,
             )
+            send.address(draft)
             session.add(send)
         elif send.state == SendState.FAILED:
             send.attempt += 1
             send.state = SendState.SUBMITTING.value
             send.message_id = None
-        if send.state == SendState.SUBMITTING:
             send.address(draft)
         message = OutgoingMessage(
             idempotency_key=domain.idempotency_key(draft.id, send.attempt),

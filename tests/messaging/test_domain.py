@@ -214,3 +214,23 @@ def test_polling_is_bounded_and_backs_off_to_a_cap() -> None:
         4.0,
         4.0,
     )
+
+
+@pytest.mark.parametrize(
+    ("send", "editable"),
+    [
+        (None, True),
+        (SendState.FAILED, True),
+        (SendState.SUBMITTING, False),
+        (SendState.ACCEPTED, False),
+    ],
+)
+def test_a_draft_whose_send_is_unsettled_cannot_change(
+    send: SendState | None, editable: bool
+) -> None:
+    if editable:
+        domain.check_editable(send)
+        return
+    with pytest.raises(SmError) as refused:
+        domain.check_editable(send)
+    assert (refused.value.code, refused.value.status) == ("send_pending", 409)

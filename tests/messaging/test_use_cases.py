@@ -267,9 +267,11 @@ async def test_an_oracle_health_failure_is_sm98_and_the_draft_stays(
     assert await handlers.get_draft(draft_id, VETERAN, over_http), "the Veteran can send again"
 
     fake_sm.behaviour.oh_outcome = "SENT"
+    await handlers.edit_draft(draft_id, VETERAN, DraftEdit(body="Trying again"), over_http)
     sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
     assert sent.message_id != failed.message_id, "a new attempt after a final failure"
     assert len(fake_sm.messages) == 2
+    assert fake_sm.messages[sent.message_id].payload["body"] == "Trying again"
 
 
 async def test_a_send_that_timed_out_is_retried_as_the_same_message(
@@ -280,6 +282,10 @@ async def test_a_send_that_timed_out_is_retried_as_the_same_message(
     assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM901"
     [failed] = published(over_http).of_type("message.send_failed")
     assert isinstance(failed, MessageSendFailed) and failed.retryable
+    edit = DraftEdit(body="Something else")
+    assert await refused(handlers.edit_draft(draft_id, VETERAN, edit, over_http)) == (
+        "send_pending"
+    ), "SM may have the message: it can't change until a send settles it"
 
     fake_sm.behaviour.delay_seconds = 0
     sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)

@@ -1,7 +1,7 @@
 """Start Kafka (unless one is given) and the three services, push one renewal through, and stop.
 
-    python -m demo           # run, print the journey, stop what it started
-    python -m demo --keep    # leave everything running (and say how to stop it)
+python -m demo           # run, print the journey, stop what it started
+python -m demo --keep    # leave everything running (and say how to stop it)
 """
 
 import asyncio
@@ -84,7 +84,9 @@ def start_services(bootstrap: str) -> dict[str, subprocess.Popen[bytes]]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        say(f"started the {name} service on http://127.0.0.1:{service.port} (pid {processes[name].pid})")
+        say(
+            f"started the {name} service on http://127.0.0.1:{service.port} (pid {processes[name].pid})"
+        )
     return processes
 
 
@@ -146,7 +148,9 @@ async def journey(bootstrap: str) -> None:
         draft: dict[str, Any] | None = None
         deadline = time.monotonic() + 30
         while draft is None and time.monotonic() < deadline:
-            response = await http.get(f"{messaging_url}/v1/renewals/{renewal_id}/draft", headers=veteran)
+            response = await http.get(
+                f"{messaging_url}/v1/renewals/{renewal_id}/draft", headers=veteran
+            )
             draft = response.json() if response.status_code == 200 else None
             await asyncio.sleep(0.2)
         if draft is None:
@@ -167,7 +171,7 @@ async def journey(bootstrap: str) -> None:
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]], kafka: LocalKafka | None) -> None:
-    for name, process in processes.items():
+    for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     for name, process in processes.items():

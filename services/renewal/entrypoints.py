@@ -200,8 +200,8 @@ http = APIRouter(prefix="/v1", tags=["renewals"])
 
 class RenewalAccepted(BaseModel):
     renewal_id: UUID
-    trace_id: str | None
-    status: str = "requested"
+    trace_id: str | None = Field(description="The trace of this request.")
+    status: Status = Field(description="``requested``, or where a repeated request's renewal is.")
 
 
 class Problem(BaseModel):
@@ -325,7 +325,9 @@ async def post_renewal(
             error.renewal_id,
         )
     _report_accepted(accepted, "http", metrics)
-    return RenewalAccepted(renewal_id=accepted.renewal_id, trace_id=current_trace_id())
+    return RenewalAccepted(
+        renewal_id=accepted.renewal_id, trace_id=current_trace_id(), status=accepted.status
+    )
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

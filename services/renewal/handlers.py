@@ -58,6 +58,8 @@ class NotQueued(Exception):
 class Accepted:
     renewal_id: UUID
     ehr: Ehr
+    status: Status
+    """Where the renewal is: ``requested`` for a new one, further on for a repeat."""
     duplicate: bool
 
 
@@ -81,9 +83,11 @@ async def request_renewal(
     row, created = await _find_or_add(request, verdict, sessions, source, idempotency_key, trace_id)
     if row.refusal is not None:
         raise NotRenewable(UUID(row.id), Refusal(row.refusal), verdict)
+    status = Status(row.status)
     if row.requested_event is not None and (created or await _claim_publish(sessions, row)):
         await _publish(sessions, publish, RenewalRequested.model_validate(row.requested_event))
-    return Accepted(UUID(row.id), Ehr(row.ehr), duplicate=not created)
+        status = Status.REQUESTED
+    return Accepted(UUID(row.id), Ehr(row.ehr), status, duplicate=not created)
 
 
 async def _claim_publish(sessions: Sessions, row: RenewalRow) -> bool:

@@ -121,6 +121,7 @@ async def test_a_repeated_request_returns_the_same_renewal_and_publishes_nothing
     second = await request(sessions, published, renewal_request(), second_key)
     assert second.renewal_id == first.renewal_id
     assert (first.duplicate, second.duplicate) == (False, True)
+    assert first.status is second.status is Status.REQUESTED
     assert len(published.requested()) == 1
 
 

@@ -45,45 +45,45 @@ def _provider(rx: Prescription) -> str | None:
     return _one_line(" ".join(name for name in (rx.providerFirstName, rx.providerLastName) if name))
 
 
-def _last_filled(rx: Prescription) -> str:
-    filled = rx.sortedDispensedDate or rx.dispensedDate
-    return long_date(filled) if filled else NOT_FILLED_YET
+def _date(value: date | None) -> str | None:
+    return long_date(value) if value else None
 
 
 def _values(rx: Prescription) -> tuple[str | None, ...]:
+    """The prescription's value for each label, None where it has none."""
     return (
         _one_line(rx.prescriptionName),
         _one_line(rx.prescriptionNumber),
         _one_line(rx.sig),
         _provider(rx),
         None if rx.refillRemaining is None else str(rx.refillRemaining),
-        long_date(rx.expirationDate) if rx.expirationDate else None,
+        _date(rx.expirationDate),
         _one_line(rx.reason),
-        None,  # last filled: its fallback says something, so it is filled in below
+        _date(rx.sortedDispensedDate or rx.dispensedDate),
         _one_line(rx.quantity),
     )
 
 
+FALLBACKS = {"Last filled on": NOT_FILLED_YET}
+"""What a line says when the loaded prescription has no value for it (the others stay bare)."""
+
+
 def prescription_loaded(prescription: Prescription | None) -> bool:
     """Whether SM has the prescription's data: more than its id (otherwise the prefill is labels only)."""
-    if prescription is None:
-        return False
-    rx = prescription
-    return any(_values(rx)) or bool(rx.sortedDispensedDate or rx.dispensedDate)
+    return prescription is not None and any(_values(prescription))
 
 
 def renewal_body(prescription: Prescription | None) -> str:
     """The nine-line prefilled renewal message: ``Label: value``, a bare ``Label:`` where the value is
-    missing, ``Last filled on: Not filled yet`` for a prescription never filled; labels only when the
-    prescription could not be loaded."""
+    missing (``Last filled on: Not filled yet`` for a prescription never filled); labels only when
+    the prescription could not be loaded."""
     if prescription is None or not prescription_loaded(prescription):
         return "\n".join(f"{label}:" for label in RENEWAL_LABELS)
-    values = list(_values(prescription))
-    values[RENEWAL_LABELS.index("Last filled on")] = _last_filled(prescription)
-    return "\n".join(
-        f"{label}: {value}" if value else f"{label}:"
-        for label, value in zip(RENEWAL_LABELS, values, strict=True)
-    )
+    lines = []
+    for label, value in zip(RENEWAL_LABELS, _values(prescription), strict=True):
+        shown = value or FALLBACKS.get(label)
+        lines.append(f"{label}: {shown}" if shown else f"{label}:")
+    return "\n".join(lines)
 
 
 class SmError(Exception):

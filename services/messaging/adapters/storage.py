@@ -162,11 +162,6 @@ async def send_of(session: AsyncSession, draft_id: UUID, veteran_id: str) -> Sen
     return send if send is not None and send.veteran_id == veteran_id else None
 
 
-async def sends_for_renewal(session: AsyncSession, renewal_id: UUID) -> list[SendRow]:
-    found = await session.scalars(select(SendRow).where(SendRow.renewal_id == str(renewal_id)))
-    return list(found)
-
-
 async def mark_sent(session: AsyncSession, draft_id: str, message_id: str, event_id: UUID) -> bool:
     """Record the send as SENT with its outcome event id; False when another request did it first."""
     result = await session.execute(

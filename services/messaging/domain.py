@@ -150,6 +150,14 @@ def check_body(body: str) -> None:
         raise invalid("body_required", "Enter a message.")
 
 
+MIGRATION_BLOCKING_PHASES = frozenset({"p3", "p4", "p5", "p6"})
+"""Oracle Health migration phases (6 days before to 2 days after cut-over) that block a facility."""
+
+
+def migration_blocks(phase: str) -> bool:
+    return phase in MIGRATION_BLOCKING_PHASES
+
+
 @dataclass(frozen=True)
 class Recipients:
     """The care teams SM lets a Veteran message, and the ids of those they are blocked from."""

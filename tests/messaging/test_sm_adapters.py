@@ -1,5 +1,6 @@
 """The two SM adapters: the built-in stand-in, and the HTTP one against a local SM-compatible API."""
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
@@ -16,6 +17,7 @@ from services.messaging.adapters.upstream import (
 from services.messaging.domain import DeliveryStatus, SmError
 from services.messaging.handlers import Sessions
 from tests.messaging.conftest import (
+    ALL_TRIAGE_TEAMS,
     BLOCKED_TEAM,
     MIGRATING_TEAM,
     OH_TEAM,
@@ -141,3 +143,22 @@ async def test_an_unreachable_sm_is_sm901(fake_sm: FakeSm) -> None:
         await upstream.recipients(VETERAN)
     assert error.value.code == "SM901"
     await upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("phase", "blocked"), [("p2", False), ("p3", True), ("p6", True), ("p7", False)]
+)
+async def test_the_builtin_sm_blocks_teams_of_a_facility_mid_migration(
+    sessions: Sessions, tmp_path: Path, phase: str, blocked: bool
+) -> None:
+    schedule = {"facilities": [{"facilityId": "554"}], "phases": {"current": phase}}
+    data = {
+        "veterans": {
+            VETERAN: {"allTriageTeams": ALL_TRIAGE_TEAMS, "migrationSchedules": [schedule]}
+        }
+    }
+    (tmp_path / "sm.json").write_text(json.dumps(data))
+    recipients = await BuiltinSecureMessaging(sessions, tmp_path / "sm.json").recipients(VETERAN)
+    assert (VISTA_TEAM in recipients.blocked) is blocked
+    assert any(team.triageTeamId == VISTA_TEAM for team in recipients.allowed) is not blocked
+    assert OH_TEAM not in recipients.blocked, "other facilities are not affected"

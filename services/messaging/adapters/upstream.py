@@ -4,8 +4,9 @@ Two implementations of ``SecureMessaging``:
 
 - ``BuiltinSecureMessaging`` (the default): a stand-in SM. Its mailbox is a table in the messaging
   service's own database; its recipients are SM "all recipients" data read from a JSON file (by default
-  the demo SM data bundled with the repo, the same data the care-team service's demo directory reads).
-  VistA messages are sent at once; Oracle Health messages are accepted, then SENT when first polled.
+  the demo SM data bundled with the repo, the same data the care-team service's demo directory reads),
+  teams at a facility in a blocking Oracle Health migration phase (its ``migrationSchedules``) being
+  blocked. VistA messages are sent at once; Oracle Health messages are accepted, then SENT when first polled.
 - ``HttpSecureMessaging``: an SM-compatible HTTP API, with these calls:
 
   - ``GET {base}/veterans/{veteran_id}/recipients``: SM's ``alltriageteams`` answer,
@@ -19,6 +20,7 @@ Two implementations of ``SecureMessaging``:
 """
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.records import CareTeam
 from schemas.vocabulary import Ehr
+from services.messaging import domain
 from services.messaging.adapters import storage
 from services.messaging.adapters.storage import BuiltinMessageRow
 from services.messaging.domain import DeliveryStatus, Recipients, SmError, sm_error
@@ -112,8 +115,9 @@ class _TriageTeams(_SmRecord):
     triageTeam: list[TriageTeamRecord] = Field(default_factory=list)  # noqa: N815
 
 
-def recipients_from_sm(answer: Any) -> Recipients:
-    """Recipients from SM's ``alltriageteams`` answer (a list of parts, one holding ``triageTeam``)."""
+def recipients_from_sm(answer: Any, migrating: Collection[str] = ()) -> Recipients:
+    """Recipients from SM's ``alltriageteams`` answer (a list of parts, one holding ``triageTeam``);
+    teams at the ``migrating`` stations are blocked too."""
     parts = answer if isinstance(answer, list) else [answer]
     records = [
         record
@@ -121,10 +125,23 @@ def recipients_from_sm(answer: Any) -> Recipients:
         if isinstance(part, dict) and "triageTeam" in part
         for record in _TriageTeams.model_validate(part).triageTeam
     ]
+    blocked = {r.triageTeamId for r in records if r.blocked or r.stationNumber in migrating}
     return Recipients(
-        allowed=tuple(r.care_team() for r in records if r.preferredTeam and not r.blocked),
-        blocked=frozenset(r.triageTeamId for r in records if r.blocked),
+        allowed=tuple(
+            r.care_team() for r in records if r.preferredTeam and r.triageTeamId not in blocked
+        ),
+        blocked=frozenset(blocked),
     )
+
+
+def _migrating_stations(veteran: dict[str, Any]) -> set[str]:
+    """Stations the demo data's migration schedules put in a blocking phase (p3 to p6)."""
+    return {
+        str(facility.get("facilityId"))
+        for schedule in veteran.get("migrationSchedules", [])
+        if domain.migration_blocks(str(schedule.get("phases", {}).get("current", "")))
+        for facility in schedule.get("facilities", [])
+    }
 
 
 class BuiltinSecureMessaging:
@@ -134,7 +151,9 @@ class BuiltinSecureMessaging:
         self._sessions = sessions
         data: dict[str, Any] = json.loads(recipients_file.read_text())
         self._recipients = {
-            veteran_id: recipients_from_sm(veteran.get("allTriageTeams", []))
+            veteran_id: recipients_from_sm(
+                veteran.get("allTriageTeams", []), _migrating_stations(veteran)
+            )
             for veteran_id, veteran in data.get("veterans", {}).items()
         }
 

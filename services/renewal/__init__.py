@@ -1,1 +1,2 @@
-"""The renewal service (Medications side): accepts renewal requests for renewable prescriptions."""
+"""The renewal service (Medications side): decides whether a prescription may be renewed, starts the
+flow to SM, and keeps the journey ledger that says where each renewal is and whose tool it is at."""

@@ -151,3 +151,11 @@ async def test_a_double_send_makes_one_message(flow: Flow) -> None:
     assert {event["event_id"] for event in events} == {events[0]["event_id"]}, (
         "a repeated send republishes the same event, which consumers deduplicate"
     )
+
+
+async def test_a_draft_without_a_care_team_is_not_sent(flow: Flow) -> None:
+    draft = await mixed_renewal_draft(flow, suggested=None)
+    sent = await flow.messaging.post(f"/v1/drafts/{draft['id']}/send", headers=bearer(MIXED))
+    assert (sent.status_code, sent.json()["code"]) == (422, "recipient_required")
+    kept = await flow.messaging.get(f"/v1/drafts/{draft['id']}", headers=bearer(MIXED))
+    assert kept.status_code == 200

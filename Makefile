@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 KAFKA_PORT ?= 9092
 
-.PHONY: help setup run test test-postgres lint format schemas docs kafka-up kafka-down kafka-status up down clean
+.PHONY: help setup run test lint format schemas docs kafka-up kafka-down kafka-status up down clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'

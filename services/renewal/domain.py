@@ -380,6 +380,8 @@ CLOSED = frozenset(
         Status.DEAD_LETTERED,
     }
 )
+"""Statuses after which no step comes. A failed send is not one of them: the draft stays in SM and the
+Veteran may send it again, so asking anew answers this renewal (and its draft)."""
 
 NEXT_AUTOMATIC_STEP = {
     Status.ACCEPTED: Waiting(Step.REQUESTED, Tool.MEDS),
@@ -417,8 +419,7 @@ def journey(steps: Iterable[StepRecord]) -> JourneyState:
         if furthest.step in FAILING_STEPS
         else None
     )
-    closed = status in CLOSED or (status is Status.SEND_FAILED and furthest.retryable is False)
-    return JourneyState(status, failure, closed)
+    return JourneyState(status, failure, closed=status in CLOSED)
 
 
 def stalled(status: Status, since: datetime, now: datetime, after: timedelta) -> Waiting | None:

@@ -215,6 +215,9 @@ class JourneyStep(BaseModel):
     tool: Tool = Field(description="The tool that owns the step: meds or sm.")
     at: datetime
     error_code: str | None = None
+    retryable: bool | None = Field(
+        default=None, description="A failed send: whether SM may succeed sending the same attempt."
+    )
     detail: str | None = Field(default=None, description="A dead letter's service and reason.")
 
 
@@ -362,6 +365,7 @@ def _journey(found: handlers.Journey) -> Journey:
                 tool=Tool(step.tool),
                 at=step.occurred_at,
                 error_code=step.error_code,
+                retryable=step.retryable,
                 detail=step.detail,
             )
             for step in found.steps

@@ -286,7 +286,8 @@ async def test_a_failed_send_is_a_failure_owned_by_sm_with_its_error_code(flow: 
 
     found = await eventually(reached(flow, renewal_id, "send_failed"))
     assert found["failure"] == {"tool": "sm", "step": "message_send_failed", "error_code": "SM98"}
-    assert found["open"] is False
+    assert found["steps"][-1]["retryable"] is False
+    assert found["open"] is True, "the draft stays in SM: the Veteran may send it again"
 
 
 async def test_a_dead_letter_about_a_renewal_is_a_step_of_its_journey(flow: Flow) -> None:

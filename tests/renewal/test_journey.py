@@ -98,10 +98,10 @@ JOURNEYS: list[tuple[str, list[StepRecord], JourneyState]] = [
         ),
     ),
     (
-        "send failed for good",
+        "send failed for good: the draft stays, it may be sent again",
         [REQUESTED, RESOLVED, DRAFTED, SEND_REFUSED],
         JourneyState(
-            Status.SEND_FAILED, Failure(SM, Step.MESSAGE_SEND_FAILED, "SM119"), closed=True
+            Status.SEND_FAILED, Failure(SM, Step.MESSAGE_SEND_FAILED, "SM119"), closed=False
         ),
     ),
     (

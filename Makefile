@@ -34,7 +34,7 @@ schemas: setup  ## re-export the events' JSON Schema files under schemas/json
 	$(UV) run python -m schemas.export
 
 docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
-	$(UV) run python -m schemas.asyncapi
+	$(UV) run rxsm asyncapi
 
 kafka-up: setup  ## start the local Kafka broker (127.0.0.1:$(KAFKA_PORT)) in the background
 	$(UV) run python -m localkafka up --port $(KAFKA_PORT)

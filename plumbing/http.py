@@ -101,6 +101,7 @@ def service_app(
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     app.state.auth = AuthSettings()
     app.state.metrics = metrics
+    app.state.broker = broker
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/health", tags=["operations"])

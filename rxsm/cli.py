@@ -67,6 +67,19 @@ def serve_command(service: Service) -> None:
 
 
 @app.command()
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="Where to write one JSON document per service.")] = Path(
+        "docs/asyncapi"
+    ),
+) -> None:
+    """Write the AsyncAPI documents of the three services."""
+    from rxsm.asyncapi import write
+
+    for path in write(out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def topics(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
     """Lag per consumer group, topic and partition."""
     lags = asyncio.run(consumer_lag(bootstrap))

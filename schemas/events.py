@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.records import BlockedFacility, CareSystem, CareTeam, Prescription
-from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
+from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, Tool, UnavailableReason
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -35,6 +35,10 @@ class Event(BaseModel):
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
     renewal_id: UUID | None
     tool: Tool
+    cohort: Cohort | None = Field(
+        default=None,
+        description="new or base flow, decided when the journey starts and carried by every event.",
+    )
 
     @property
     def key(self) -> bytes:

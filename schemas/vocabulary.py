@@ -43,3 +43,10 @@ class UnavailableReason(StrEnum):
     ALL_BLOCKED = "all_blocked"
     FACILITY_MIGRATING = "facility_migrating"
     DIRECTORY_ERROR = "directory_error"
+
+
+class Cohort(StrEnum):
+    """The rollout cohort of a journey: the new SM flow (the OH pilot flag on) or the base flow."""
+
+    NEW = "new"
+    BASE = "base"

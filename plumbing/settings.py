@@ -1,8 +1,11 @@
 """Settings read from the environment (``RXSM_*``; Kafka and OpenTelemetry by their standard names)."""
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from plumbing.kafka_security import KafkaSecurity, Mechanism, Protocol
 
 
@@ -22,6 +25,9 @@ class ServiceSettings(BaseSettings):
     )
     topic_partitions: int = Field(default=3, ge=1, description="For topics rxsm creates itself.")
     log_level: str = "INFO"
+    flags_file: Path = Field(
+        default=DEFAULT_FLAGS_FILE, description="The flagd JSON file of per-Veteran feature flags."
+    )
     data_dir: str = Field(default=".run", description="Where the embedded SQLite databases live.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; SQLite in data_dir when unset."

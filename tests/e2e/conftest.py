@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
+from plumbing.flags import FlagFile
 from plumbing.logs import configure_logging
 from plumbing.settings import ServiceSettings
 from services.careteam.app import create_app as careteam_app
@@ -39,6 +42,8 @@ class Flow:
     spans: InMemorySpanExporter
     log_stream: io.StringIO
     apps: dict[str, FastAPI]
+    flags: FlagFile
+    """The services' flag file (a copy of config/flags.json); changes reach them within a second."""
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line]
@@ -49,10 +54,13 @@ async def flow(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Flow]:
     data_dir: Path = tmp_path_factory.mktemp("services")
+    flags = FlagFile(data_dir / "flags.json")
+    shutil.copy(DEFAULT_FLAGS_FILE, flags.path)
     settings = ServiceSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         data_dir=str(data_dir),
         retry_backoff_seconds=0.01,
+        flags_file=flags.path,
     )
     renewal_settings = RenewalSettings(
         **settings.model_dump(),
@@ -77,4 +85,6 @@ async def flow(
             clients[name] = await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
             )
-        yield Flow(kafka_bootstrap, **clients, spans=spans, log_stream=log_stream, apps=apps)
+        yield Flow(
+            kafka_bootstrap, **clients, spans=spans, log_stream=log_stream, apps=apps, flags=flags
+        )

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 KAFKA_PORT ?= 9092
 
-.PHONY: help setup run test lint format schemas docs kafka-up kafka-down kafka-status up down clean
+.PHONY: help setup run test lint format schemas docs bench kafka-up kafka-down kafka-status up down clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ schemas: setup  ## re-export the events' JSON Schema files under schemas/json
 
 docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
 	$(UV) run rxsm asyncapi
+
+bench: setup  ## benchmark: raw Kafka limit vs the rxsm flow, latency, tracing cost, scaling (bench/README.md)
+	$(UV) run python -m bench
 
 kafka-up: setup  ## start the local Kafka broker (127.0.0.1:$(KAFKA_PORT)) in the background
 	$(UV) run python -m localkafka up --port $(KAFKA_PORT)

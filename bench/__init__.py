@@ -1,0 +1,1 @@
+"""``make bench``: throughput, latency and cost of the rxsm flow against the raw Kafka limit."""

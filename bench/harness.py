@@ -1,0 +1,170 @@
+"""Building blocks of a benchmark run: a private broker, feeding, collecting, process costs."""
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from localkafka import LocalKafka, free_port
+from plumbing.topics import ensure_topics
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+@dataclass
+class Latency:
+    """Milliseconds from a record being fed to its outcome being seen."""
+
+    samples: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "p50_ms": round(percentile(self.samples, 0.50), 1),
+            "p95_ms": round(percentile(self.samples, 0.95), 1),
+            "p99_ms": round(percentile(self.samples, 0.99), 1),
+            "max_ms": round(max(self.samples, default=float("nan")), 1),
+            "mean_ms": round(statistics.fmean(self.samples), 1) if self.samples else float("nan"),
+            "n": len(self.samples),
+        }
+
+
+def private_broker(root: Path) -> LocalKafka:
+    kafka = LocalKafka(port=free_port(), data_dir=root / f"kafka-{uuid4().hex[:6]}")
+    kafka.start()
+    return kafka
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    await ensure_topics(bootstrap, partitions, names)
+
+
+async def feed(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    make: Callable[[int], tuple[bytes, bytes]],
+    rate: float | None = None,
+) -> float:
+    """Produce ``count`` (key, value) records from ``make``, flat out or at ``rate``/s.
+
+    Returns the start time. Sends are pipelined; at a fixed rate each record is sent when due.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    await producer.start()
+    started = time.time()
+    try:
+        sends = []
+        for index in range(count):
+            if rate and (delay := started + index / rate - time.time()) > 0:
+                await asyncio.sleep(delay)
+            key, value = make(index)
+            sends.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    return started
+
+
+async def collect(
+    bootstrap: str,
+    topic_names: list[str],
+    expected: int,
+    on_record: Callable[[str, dict[str, Any], float], bool],
+    within: float = 300,
+) -> float:
+    """Read topics (from now on) until ``on_record`` accepted ``expected`` records; returns the time."""
+    consumer = AIOKafkaConsumer(
+        *topic_names,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-sink-{uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    while not consumer.assignment():  # noqa: ASYNC110 (the group join has no event to await)
+        await asyncio.sleep(0.05)
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+    accepted = 0
+    deadline = time.time() + within
+    try:
+        while accepted < expected:
+            if time.time() > deadline:
+                raise TimeoutError(f"saw {accepted} of {expected} records")
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for tp, records in batches.items():
+                for record in records:
+                    if on_record(tp.topic, json.loads(record.value), now):
+                        accepted += 1
+        return time.time()
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Proc:
+    """A child process and its costs, read from /proc."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks / 100
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(
+    name: str, args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Proc:
+    out = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+    return Proc(name, process)
+
+
+def jvm_peak_rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")

@@ -1,0 +1,78 @@
+"""Measuring the raw 3-hop aiokafka pipeline on a private broker."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from bench.harness import Latency, Proc, collect, create_topics, feed, spawn
+from bench.raw_pipeline import record
+
+
+async def run_raw(
+    bootstrap: str, partitions: int, count: int, rate: float, seconds: float, logs: Path
+) -> dict[str, Any]:
+    run = uuid4().hex[:6]
+    names = [f"bench.raw.{run}.{hop}" for hop in range(4)]
+    await create_topics(bootstrap, names, partitions)
+    hops: list[Proc] = [
+        spawn(
+            f"raw-hop-{i}",
+            [
+                "-m",
+                "bench.raw_pipeline",
+                "hop",
+                bootstrap,
+                names[i],
+                names[i + 1],
+                f"bench-raw-{run}-{i}",
+            ],
+            log=logs / f"raw-hop-{i}.log",
+        )
+        for i in range(3)
+    ]
+    try:
+        latency = Latency()
+
+        def seen(_: str, value: dict[str, Any], now: float) -> bool:
+            latency.samples.append((now * 1e9 - value["fed_ns"]) / 1e6)
+            return True
+
+        def make(index: int) -> tuple[bytes, bytes]:
+            return str(index % 997).encode(), record(index)
+
+        warm = asyncio.create_task(collect(bootstrap, [names[3]], 300, seen))
+        await asyncio.sleep(1)
+        await feed(bootstrap, names[0], 300, make)
+        await warm
+
+        latency.samples.clear()
+        sink = asyncio.create_task(collect(bootstrap, [names[3]], count, seen))
+        await asyncio.sleep(1)
+        started = await feed(bootstrap, names[0], count, make)
+        finished = await sink
+        throughput = count / (finished - started)
+
+        latency = Latency()
+        fixed = int(rate * seconds)
+        sink = asyncio.create_task(collect(bootstrap, [names[3]], fixed, seen))
+        await asyncio.sleep(1)
+        await feed(bootstrap, names[0], fixed, make, rate=rate)
+        await sink
+        cpu = sum(hop.cpu_seconds() for hop in hops)
+        return {
+            "throughput_msg_s": round(throughput, 1),
+            "latency_at_rate": latency.summary(),
+            "peak_rss_mb": {hop.name: hop.peak_rss_mb() for hop in hops},
+            "cpu_s_total": round(cpu, 2),
+        }
+    finally:
+        for hop in hops:
+            hop.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(asyncio.run(run_raw(sys.argv[1], 3, 20000, 200, 10, Path("/tmp"))), indent=2))

@@ -1,0 +1,266 @@
+"""Measuring the rxsm flow: the three services as processes on a private broker, driven over Kafka."""
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+
+from bench.harness import Latency, Proc, collect, feed, spawn
+from localkafka import free_port
+from plumbing.auth import AuthSettings, issue_token
+from rxsm.serve import PORT_ENV, SERVICES
+from schemas import topics
+from schemas.records import RenewalRequest
+
+VETERAN = "1012845331V153043"
+
+
+def renewal_request(index: int) -> tuple[bytes, bytes]:
+    request = RenewalRequest.model_validate(
+        {
+            "veteranId": VETERAN,
+            "prescription": {
+                "prescriptionId": f"bench-{uuid4().hex}",
+                "prescriptionName": "LISINOPRIL 10MG TAB",
+                "prescriptionNumber": f"{3600000 + index}",
+                "dispStatus": "Active",
+                "refillStatus": "active",
+                "refillRemaining": 0,
+                "expirationDate": "2027-03-05",
+                "isRefillable": False,
+                "isRenewable": True,
+                "prescriptionSource": "VA",
+                "stationNumber": "442",
+                "sig": "TAKE ONE TABLET BY MOUTH DAILY",
+                "reason": "Blood pressure",
+                "providerFirstName": "Jane",
+                "providerLastName": "Smith",
+                "quantity": 30,
+                "sortedDispensedDate": "2026-10-01",
+            },
+            "facilities": [{"stationNumber": "442", "ehr": "vista"}],
+        }
+    )
+    return request.prescription.prescriptionId.encode(), request.model_dump_json().encode()
+
+
+@dataclass
+class Journeys:
+    """Correlates fed requests with their events: prescription -> renewal -> draft -> message."""
+
+    fed_at: dict[str, float] = field(default_factory=dict)
+    renewal_of: dict[str, str] = field(default_factory=dict)
+    drafts: dict[str, str] = field(default_factory=dict)
+    to_draft: Latency = field(default_factory=Latency)
+    to_sent: Latency = field(default_factory=Latency)
+
+    def on_event(self, topic: str, event: dict[str, Any], now: float) -> str | None:
+        kind = event.get("event_type")
+        if kind == "renewal.requested":
+            self.renewal_of[event["renewal_id"]] = event["prescription"]["prescriptionId"]
+        elif kind == "draft.created" and event.get("renewal_id") in self.renewal_of:
+            fed = self.fed_at.get(self.renewal_of[event["renewal_id"]])
+            self.drafts[event["renewal_id"]] = event["draft_id"]
+            if fed is not None:
+                self.to_draft.samples.append((now - fed) * 1000)
+            return "drafted"
+        elif kind == "message.sent" and event.get("renewal_id") in self.renewal_of:
+            fed = self.fed_at.get(self.renewal_of[event["renewal_id"]])
+            if fed is not None:
+                self.to_sent.samples.append((now - fed) * 1000)
+            return "sent"
+        return None
+
+
+@dataclass
+class Services:
+    procs: list[Proc]
+    ports: dict[str, list[int]]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+def start_services(
+    bootstrap: str, data_dir: Path, otlp: str | None, instances: int, logs: Path
+) -> Services:
+    procs: list[Proc] = []
+    ports: dict[str, list[int]] = {}
+    for name in SERVICES:
+        ports[name] = []
+        for instance in range(instances):
+            port = free_port()
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "RXSM_DATA_DIR": str(data_dir),
+                "RXSM_LOG_LEVEL": "WARNING",
+                PORT_ENV: str(port),
+            }
+            env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+            if otlp:
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
+            else:
+                env["OTEL_SDK_DISABLED"] = "true"
+            procs.append(
+                spawn(
+                    f"{name}-{instance}",
+                    ["-m", "rxsm", "serve", name],
+                    env,
+                    logs / f"{name}-{instance}.log",
+                )
+            )
+            ports[name].append(port)
+    services = Services(procs, ports)
+    try:
+        wait_healthy(services)
+    except RuntimeError:
+        services.stop()
+        for log in sorted(logs.glob("*.log")):
+            print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+        raise
+    return services
+
+
+def wait_healthy(services: Services, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    for port in [p for ports in services.ports.values() for p in ports]:
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a service on port {port} did not start")
+            time.sleep(0.3)
+
+
+def feeder(journeys: Journeys) -> Callable[[int], tuple[bytes, bytes]]:
+    """Renewal requests that remember when each was fed."""
+
+    def make(index: int) -> tuple[bytes, bytes]:
+        key, value = renewal_request(index)
+        journeys.fed_at[key.decode()] = time.time()
+        return key, value
+
+    return make
+
+
+async def drive(
+    bootstrap: str, count: int, rate: float | None, journeys: Journeys
+) -> tuple[float, float]:
+    """Feed ``count`` renewal requests; returns (start, time the last draft was created)."""
+
+    def seen(topic: str, event: dict[str, Any], now: float) -> bool:
+        return journeys.on_event(topic, event, now) == "drafted"
+
+    sink = asyncio.create_task(
+        collect(bootstrap, [topics.RENEWAL_REQUESTED, topics.DRAFTS], count, seen)
+    )
+    await asyncio.sleep(2)
+    started = await feed(bootstrap, topics.RENEWAL_REQUESTS, count, feeder(journeys), rate=rate)
+    finished = await sink
+    return started, finished
+
+
+async def send_all(
+    services: Services, drafts: list[str], concurrency: int = 16
+) -> tuple[float, int]:
+    """POST every draft's send (spread over the messaging instances); returns (seconds, failures)."""
+    token = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
+    ports = services.ports["messaging"]
+    gate = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def send(index: int, draft_id: str, http: httpx.AsyncClient) -> None:
+        nonlocal failures
+        async with gate:
+            port = ports[index % len(ports)]
+            response = await http.post(
+                f"http://127.0.0.1:{port}/v1/drafts/{draft_id}/send", headers=token
+            )
+            failures += response.status_code != 200
+
+    started = time.time()
+    async with httpx.AsyncClient(timeout=30) as http:
+        await asyncio.gather(*(send(i, d, http) for i, d in enumerate(drafts)))
+    return time.time() - started, failures
+
+
+async def run_flow(
+    bootstrap: str,
+    root: Path,
+    *,
+    count: int,
+    tracing_endpoint: str | None,
+    instances: int = 1,
+    rate: float | None = None,
+    seconds: float = 0,
+    sends: bool = False,
+) -> dict[str, Any]:
+    data_dir = root / f"flow-{uuid4().hex[:6]}"
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True)
+    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs)
+    try:
+        warm = Journeys()
+        await drive(bootstrap, 50, None, warm)
+        journeys = Journeys()
+        cpu_before = sum(p.cpu_seconds() for p in services.procs)
+        started, finished = await drive(bootstrap, count, None, journeys)
+        cpu_used = sum(p.cpu_seconds() for p in services.procs) - cpu_before
+        result: dict[str, Any] = {
+            "renewals": count,
+            "throughput_renewals_s": round(count / (finished - started), 1),
+            "cpu_s_per_1000": round(cpu_used / count * 1000, 2),
+        }
+        if sends:
+            seconds_taken, failures = await send_all(services, list(journeys.drafts.values()))
+            result["send_throughput_s"] = round(len(journeys.drafts) / seconds_taken, 1)
+            result["send_failures"] = failures
+        if rate:
+            fixed = Journeys()
+            sent = asyncio.create_task(
+                _send_as_drafted(bootstrap, services, fixed, int(rate * seconds))
+            )
+            await drive(bootstrap, int(rate * seconds), rate, fixed)
+            await sent
+            result["latency_request_to_draft"] = fixed.to_draft.summary()
+            result["latency_request_to_sent"] = fixed.to_sent.summary()
+        result["peak_rss_mb"] = {p.name: p.peak_rss_mb() for p in services.procs}
+        return result
+    finally:
+        services.stop()
+
+
+async def _send_as_drafted(
+    bootstrap: str, services: Services, journeys: Journeys, count: int
+) -> None:
+    """The Veteran sends each draft as soon as it exists; records request -> message sent."""
+    token = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
+    port = services.ports["messaging"][0]
+    pending: set[asyncio.Task[Any]] = set()
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        def seen(topic: str, event: dict[str, Any], now: float) -> bool:
+            outcome = journeys.on_event(topic, event, now)
+            if outcome == "drafted":
+                url = f"http://127.0.0.1:{port}/v1/drafts/{event['draft_id']}/send"
+                task = asyncio.create_task(http.post(url, headers=token))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            return outcome == "sent"
+
+        await collect(
+            bootstrap, [topics.RENEWAL_REQUESTED, topics.DRAFTS, topics.MESSAGES], count, seen
+        )
+        if pending:
+            await asyncio.gather(*pending)

@@ -1,12 +1,14 @@
 """Wiring of the care-team service: ``uvicorn --factory services.careteam.app:create_app``."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
+from plumbing.flags import FeatureFlags
 from plumbing.http import Resources, service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
@@ -15,7 +17,7 @@ from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.careteam.adapters.demo import DemoDirectory
 from services.careteam.adapters.directory import BoundedDirectory, CareTeamDirectory
-from services.careteam.adapters.flags import SettingsOhPilot
+from services.careteam.adapters.flags import FlagsOhPilot
 from services.careteam.adapters.sm_api import SmApiDirectory, directory_client
 from services.careteam.config import IDENTITY, CareTeamSettings
 from services.careteam.entrypoints import http, subscribers
@@ -29,20 +31,30 @@ def careteam_settings(settings: ServiceSettings | None) -> CareTeamSettings:
     return CareTeamSettings(**settings.model_dump()) if settings else CareTeamSettings()
 
 
-def directory_of(settings: CareTeamSettings) -> tuple[CareTeamDirectory, Resources | None]:
+def directory_of(
+    settings: CareTeamSettings,
+) -> tuple[CareTeamDirectory, httpx.AsyncClient | None]:
     """The SM API when a URL is set, else the demo directory; and the client to open and close."""
     if settings.careteam_directory_url is None:
         return DemoDirectory(), None
     client = directory_client(
         settings.careteam_directory_url, settings.careteam_directory_timeout_seconds
     )
+    return SmApiDirectory(client), client
+
+
+def resources_of(client: httpx.AsyncClient | None, flags: FeatureFlags) -> Resources:
+    """Open the directory's client while the service runs; close it and the flags on shutdown."""
 
     @asynccontextmanager
-    async def open_client() -> AsyncIterator[None]:
-        async with client:
+    async def opened() -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.callback(flags.close)
+            if client is not None:
+                await stack.enter_async_context(client)
             yield
 
-    return SmApiDirectory(client), open_client
+    return opened
 
 
 def create_app(
@@ -53,10 +65,11 @@ def create_app(
     tracing = tracer_provider(IDENTITY, config.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, config, tracing)
     broker.include_router(subscribers())
-    directory, resources = directory_of(config)
+    directory, client = directory_of(config)
+    flags = FeatureFlags(config.flags_file)
     deps = Dependencies(
         directory=BoundedDirectory(directory, config.directory_budget),
-        oh_pilot=SettingsOhPilot(config.oh_pilot_veterans, everyone=config.oh_pilot_everyone),
+        oh_pilot=FlagsOhPilot(flags),
         publish=KafkaPublisher(broker),
     )
     metrics = ServiceMetrics(IDENTITY)
@@ -69,9 +82,10 @@ def create_app(
         tracing,
         title="rxsm care-team service (SM)",
         description="Resolves the care teams (triage groups) a renewal or new message can go to.",
-        resources=resources,
+        resources=resources_of(client, flags),
         metrics=metrics,
     )
     app.state.careteam = deps
+    app.state.flags = flags
     app.include_router(http)
     return app

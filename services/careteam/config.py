@@ -1,9 +1,6 @@
 """The care-team service's identity and settings (``RXSM_*`` environment variables)."""
 
-from typing import Annotated, Any
-
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
 from plumbing.identity import ServiceIdentity
 from plumbing.settings import ServiceSettings
@@ -30,20 +27,6 @@ class CareTeamSettings(ServiceSettings):
         gt=0,
         description="The most one renewal waits on the directory, all tries included.",
     )
-    oh_pilot_veterans: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset(),
-        description="Veteran ids offered Oracle Health care teams (comma-separated).",
-    )
-    oh_pilot_everyone: bool = Field(
-        default=False, description="Offer Oracle Health care teams to every Veteran."
-    )
-
-    @field_validator("oh_pilot_veterans", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
 
     @property
     def directory_budget(self) -> DirectoryBudget:

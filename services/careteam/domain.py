@@ -12,7 +12,7 @@ from itertools import groupby
 
 from schemas.events import SuggestionBasis
 from schemas.records import BlockedFacility, CareSystem, CareTeam, Prescription
-from schemas.vocabulary import Ehr, PickerKind, UnavailableReason
+from schemas.vocabulary import Cohort, Ehr, PickerKind, UnavailableReason
 
 BLOCKING_MIGRATION_PHASES = frozenset({"p3", "p4", "p5", "p6"})
 """Oracle Health cut-over phases (6 days before to 2 days after) in which a facility's teams are blocked."""
@@ -133,6 +133,11 @@ class Resolution:
 
     options: CareTeamOptions
     suggestion: Suggestion | None
+
+
+def cohort_of(oh_pilot: bool) -> Cohort:
+    """The rollout cohort: the new SM flow is the Oracle Health pilot's, everyone else is the base."""
+    return Cohort.NEW if oh_pilot else Cohort.BASE
 
 
 def picker_for(system_count: int) -> PickerKind:

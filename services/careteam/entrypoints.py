@@ -31,11 +31,6 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _cohort(deps: Dependencies, veteran_id: str) -> str:
-    """``new`` for Veterans in the Oracle Health pilot (the new message flow), else ``base``."""
-    return "new" if deps.oh_pilot.is_on(veteran_id) else "base"
-
-
 async def on_renewal_requested(
     event: RenewalRequested,
     deps: Annotated[Dependencies, Context("careteam")],
@@ -43,13 +38,12 @@ async def on_renewal_requested(
 ) -> None:
     annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
     outcome = await handlers.resolve_for_renewal(event, deps, _today())
-    _report(outcome, event, metrics, _cohort(deps, event.veteran_id))
+    _report(outcome, event, metrics)
 
 
-def _report(
-    outcome: handlers.Outcome, event: RenewalRequested, metrics: ServiceMetrics, cohort: str
-) -> None:
-    """Log the outcome (ids and counts only) and count it for the dashboard."""
+def _report(outcome: handlers.Outcome, event: RenewalRequested, metrics: ServiceMetrics) -> None:
+    """Log the outcome (ids and counts only) and count it for the dashboard, by the outcome's cohort."""
+    cohort = str(outcome.cohort)
     labels = {"tool": str(Tool.SM), "ehr": str(event.ehr), "cohort": cohort}
     if isinstance(outcome, CareTeamsResolved):
         metrics.renewals.add(1, {**labels, "step": "care_team_resolved", "outcome": "success"})
@@ -146,7 +140,7 @@ async def get_care_teams(
     """The calling Veteran's recent care teams (at most 4), care systems and picker kind."""
     annotate("careteam.list")
     try:
-        found = await handlers.care_team_options(veteran_id, deps, _today())
+        listing = await handlers.care_team_options(veteran_id, deps, _today())
     except DirectoryError as error:
         log.warning("care-team directory failed", step="careteam.list", error=str(error))
         return _problem(
@@ -165,13 +159,13 @@ async def get_care_teams(
             care_system=None,
             unavailable_reason=none.reason,
         )
+    found = listing.options
     chosen = found.care_system(care_system) if care_system is not None else None
     if care_system is not None and chosen is None:
         return _unknown_care_system(care_system, found.care_systems)
     if care_system is None:
-        cohort = _cohort(deps, veteran_id)
         metrics.picker_shown.add(
-            1, {"kind": str(found.picker), "cohort": cohort, "flow": "new_message"}
+            1, {"kind": str(found.picker), "cohort": str(listing.cohort), "flow": "new_message"}
         )
     return CareTeamsView(
         recent_teams=found.recent_teams,

@@ -8,7 +8,7 @@ from plumbing.logs import get_logger
 from plumbing.publishing import Publish
 from schemas.events import CareTeamsResolved, CareTeamUnavailable, RenewalRequested
 from schemas.records import BlockedFacility
-from schemas.vocabulary import UnavailableReason
+from schemas.vocabulary import Cohort, UnavailableReason
 from services.careteam import domain
 from services.careteam.adapters.directory import CareTeamDirectory, DirectoryError
 from services.careteam.adapters.flags import OhPilot
@@ -35,11 +35,18 @@ def outcome_id(event: RenewalRequested) -> UUID:
 
 
 async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today: date) -> Outcome:
-    """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none."""
+    """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none.
+
+    The OH pilot is evaluated once per renewal, here: the candidates published are the renewal's for
+    good, so a later flag change never takes a team from a renewal already resolved. The outcome carries
+    the journey's cohort from the request; a request without one (an older producer) gets the cohort of
+    this evaluation.
+    """
+    pilot = deps.oh_pilot.is_on(event.veteran_id)
+    cohort = event.cohort or domain.cohort_of(pilot)
     outcome: Outcome
     try:
         directory = await deps.directory.care_teams(event.veteran_id)
-        pilot = deps.oh_pilot.is_on(event.veteran_id)
         resolution = domain.resolve(directory, event.prescription, pilot, today)
     except DirectoryError as error:
         log.warning(
@@ -49,14 +56,15 @@ async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today
             error=str(error),
             transient=error.transient,
         )
-        outcome = _unavailable(event, UnavailableReason.DIRECTORY_ERROR)
+        outcome = _unavailable(event, cohort, UnavailableReason.DIRECTORY_ERROR)
     except domain.NoCareTeam as none:
-        outcome = _unavailable(event, none.reason, none.blocked_facilities)
+        outcome = _unavailable(event, cohort, none.reason, none.blocked_facilities)
     else:
         options, suggestion = resolution.options, resolution.suggestion
         outcome = CareTeamsResolved(
             event_id=outcome_id(event),
             renewal_id=event.renewal_id,
+            cohort=cohort,
             veteran_id=event.veteran_id,
             ehr=event.ehr,
             prescription=event.prescription,
@@ -73,12 +81,14 @@ async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today
 
 def _unavailable(
     event: RenewalRequested,
+    cohort: Cohort,
     reason: UnavailableReason,
     blocked_facilities: list[BlockedFacility] | None = None,
 ) -> CareTeamUnavailable:
     return CareTeamUnavailable(
         event_id=outcome_id(event),
         renewal_id=event.renewal_id,
+        cohort=cohort,
         veteran_id=event.veteran_id,
         ehr=event.ehr,
         reason=reason,
@@ -86,9 +96,16 @@ def _unavailable(
     )
 
 
-async def care_team_options(
-    veteran_id: str, deps: Dependencies, today: date
-) -> domain.CareTeamOptions:
+@dataclass(frozen=True)
+class Listing:
+    """A Veteran's options for a new message, and the rollout cohort they were listed in."""
+
+    options: domain.CareTeamOptions
+    cohort: Cohort
+
+
+async def care_team_options(veteran_id: str, deps: Dependencies, today: date) -> Listing:
     """The Veteran's options for a new message. Raises ``NoCareTeam`` or ``DirectoryError``."""
+    pilot = deps.oh_pilot.is_on(veteran_id)
     directory = await deps.directory.care_teams(veteran_id)
-    return domain.options(directory, deps.oh_pilot.is_on(veteran_id), today)
+    return Listing(domain.options(directory, pilot, today), domain.cohort_of(pilot))

@@ -1,12 +1,14 @@
 """GET /v1/care-teams: the calling Veteran's options for a new message (no broker needed)."""
 
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from plumbing.flags import DEFAULT_FILE, OH_PILOT, FeatureFlags, FlagFile
 from services.careteam.adapters.directory import DirectoryError
 from services.careteam.app import create_app
 from services.careteam.config import CareTeamSettings
@@ -22,11 +24,16 @@ SIX_SYSTEMS = "1012853550V207686"
 
 
 @pytest.fixture(scope="module")
-def app() -> FastAPI:
-    settings = CareTeamSettings(
-        kafka_bootstrap_servers="127.0.0.1:9", oh_pilot_veterans=frozenset({OH_PILOT_VETERAN})
-    )
-    return create_app(settings)
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    """The service, the OH pilot on only for its allow-listed Veteran (no broker: HTTP only)."""
+    flags = FlagFile(tmp_path_factory.mktemp("careteam") / "flags.json")
+    shutil.copy(DEFAULT_FILE, flags.path)
+    flags.change(OH_PILOT, by="test", percentage=0, allow=(OH_PILOT_VETERAN,))
+    settings = CareTeamSettings(kafka_bootstrap_servers="127.0.0.1:9", flags_file=flags.path)
+    app = create_app(settings)
+    yield app
+    evaluator: FeatureFlags = app.state.flags
+    evaluator.close()
 
 
 @pytest.fixture
@@ -72,8 +79,17 @@ async def test_a_vista_veteran_sees_recent_teams_and_care_systems(
     assert body["unavailable_reason"] is None
 
 
-async def test_each_listing_counts_the_picker_kind_shown(client: httpx.AsyncClient) -> None:
-    shown = 'rxsm_care_system_picker_shown_total{cohort="base",flow="new_message",kind="dropdown"}'
+@pytest.mark.parametrize(
+    ("veteran_id", "care_system", "cohort", "kind"),
+    [(SIX_SYSTEMS, "442", "base", "dropdown"), (OH_PILOT_VETERAN, "757", "new", "radio")],
+    ids=["pilot off", "pilot on"],
+)
+async def test_each_listing_counts_the_picker_kind_shown_by_cohort(
+    client: httpx.AsyncClient, veteran_id: str, care_system: str, cohort: str, kind: str
+) -> None:
+    shown = (
+        f'rxsm_care_system_picker_shown_total{{cohort="{cohort}",flow="new_message",kind="{kind}"}}'
+    )
 
     async def count() -> float:
         text = (await client.get("/metrics")).text
@@ -81,8 +97,8 @@ async def test_each_listing_counts_the_picker_kind_shown(client: httpx.AsyncClie
         return float(line.split()[-1]) if line else 0.0
 
     before = await count()
-    await care_teams(client, SIX_SYSTEMS)
-    await care_teams(client, SIX_SYSTEMS, care_system="442")
+    await care_teams(client, veteran_id)
+    await care_teams(client, veteran_id, care_system=care_system)
     assert await count() == before + 1, "choosing a care system is not another picker shown"
 
 

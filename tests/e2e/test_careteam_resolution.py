@@ -2,6 +2,8 @@
 
 Each renewal goes through the renewal service's ``POST /v1/renewals``; the outcome is read from the
 ``rxsm.sm.care-teams.v1`` topic. The demo Veterans are described in services/careteam/data/README.md.
+Here the OH pilot is swapped in-process where a test needs it; test_rollout_oh_pilot.py drives the real
+flag file.
 """
 
 import asyncio
@@ -12,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import topics
@@ -24,7 +27,7 @@ from services.careteam.adapters.directory import (
     CareTeamDirectory,
     DirectoryBudget,
 )
-from services.careteam.adapters.flags import OhPilot, SettingsOhPilot
+from services.careteam.adapters.flags import OhPilot
 from services.careteam.domain import VeteranCareTeams
 from services.careteam.handlers import Dependencies
 from tests.e2e.conftest import Flow
@@ -105,6 +108,16 @@ def careteam(flow: Flow) -> Dependencies:
     return deps
 
 
+class Pilot:
+    """The OH pilot on for the given Veterans only."""
+
+    def __init__(self, *veterans: str) -> None:
+        self.veterans = set(veterans)
+
+    def is_on(self, veteran_id: str) -> bool:
+        return veteran_id in self.veterans
+
+
 @contextmanager
 def oh_pilot(flow: Flow, pilot: OhPilot) -> Iterator[None]:
     """The care-team service evaluates the Oracle Health pilot with ``pilot`` for a while."""
@@ -147,15 +160,15 @@ async def test_a_vista_renewal_resolves_to_the_veterans_recent_team(flow: Flow) 
     assert event["blocked_facilities"] == []
     metrics = (await flow.careteam.get("/metrics")).text
     assert 'step="care_team_resolved"' in metrics
-    assert (
-        'rxsm_care_system_picker_shown_total{cohort="base",flow="renewal",kind="auto"}' in metrics
-    )
+    shown = 'rxsm_care_system_picker_shown_total{{cohort="{}",flow="renewal",kind="auto"}}'
+    assert event["cohort"] in {"new", "base"}
+    assert shown.format(event["cohort"]) in metrics
 
 
 async def test_an_oracle_health_renewal_offers_the_facilities_message_pools_with_the_pilot_on(
     flow: Flow,
 ) -> None:
-    with oh_pilot(flow, SettingsOhPilot([OH_ONLY])):
+    with oh_pilot(flow, Pilot(OH_ONLY)):
         event = await care_teams_outcome(flow, renewal_request(OH_ONLY, "668", OH))
 
     assert event["event_type"] == "careteams.resolved"
@@ -170,7 +183,7 @@ async def test_an_oracle_health_renewal_offers_the_facilities_message_pools_with
 async def test_the_same_oracle_health_veteran_without_the_pilot_has_no_care_team(
     flow: Flow,
 ) -> None:
-    with oh_pilot(flow, SettingsOhPilot()):
+    with oh_pilot(flow, Pilot()):
         event = await care_teams_outcome(flow, renewal_request(OH_ONLY, "668", OH))
 
     assert event["event_type"] == "careteams.unavailable"
@@ -184,7 +197,7 @@ async def test_a_mixed_veteran_gets_both_ehrs_with_the_prescriptions_care_system
     body = renewal_request(
         MIXED, "554", DENVER_AND_COLUMBUS, providerFirstName="Maria", providerLastName="Alvarez"
     )
-    with oh_pilot(flow, SettingsOhPilot([MIXED])):
+    with oh_pilot(flow, Pilot(MIXED)):
         event = await care_teams_outcome(flow, body)
 
     assert event["event_type"] == "careteams.resolved"
@@ -283,13 +296,21 @@ async def test_a_hung_directory_costs_one_renewal_its_deadline_then_the_partitio
     assert resolved_at - started < deadline + 5, "the next renewal waited only for the deadline"
 
 
-async def test_the_new_message_flow_lists_a_veterans_care_teams_over_http(flow: Flow) -> None:
-    response = await flow.careteam.get(
-        "/v1/care-teams", params={"care_system": "528"}, headers=bearer(SIX_SYSTEMS)
-    )
+@pytest.mark.parametrize(
+    ("pilot", "oracle_health"), [(Pilot(), []), (Pilot(SIX_SYSTEMS), ["663"])], ids=["off", "on"]
+)
+async def test_the_new_message_flow_lists_a_veterans_care_teams_over_http(
+    flow: Flow, pilot: Pilot, oracle_health: list[str]
+) -> None:
+    with oh_pilot(flow, pilot):
+        response = await flow.careteam.get(
+            "/v1/care-teams", params={"care_system": "528"}, headers=bearer(SIX_SYSTEMS)
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["picker"] == "dropdown"
-    assert len(body["care_systems"]) == 6
+    assert len(body["care_systems"]) == 6 + len(oracle_health)
+    systems = body["care_systems"]
+    assert [s["stationNumber"] for s in systems if s["ehr"] == "oracle_health"] == oracle_health
     assert len(body["recent_teams"]) == 4
     assert [team["triageTeamId"] for team in body["care_system"]["teams"]] == [1528801, 1528701]

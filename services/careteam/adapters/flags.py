@@ -1,11 +1,13 @@
 """Whether a Veteran is in the Oracle Health pilot (``mhv_secure_messaging_cerner_pilot``).
 
-``OhPilot`` is the one question the care-team service asks; ``SettingsOhPilot`` answers it from settings
-(an allow-list of Veteran ids, or on for everyone). A feature-flag service can implement the same protocol.
+``OhPilot`` is the one question the care-team service asks. ``FlagsOhPilot`` answers it from the shared
+per-Veteran feature flags (OpenFeature, flagd's in-process file provider): the allow-list, the sticky
+percentage and the kill switch in the flag file, changes applying within a second without a restart.
 """
 
-from collections.abc import Iterable
 from typing import Protocol
+
+from plumbing.flags import OH_PILOT, FeatureFlags
 
 
 class OhPilot(Protocol):
@@ -14,12 +16,11 @@ class OhPilot(Protocol):
         ...
 
 
-class SettingsOhPilot:
-    """On for the allow-listed Veterans, or for everyone."""
+class FlagsOhPilot:
+    """The OH pilot flag of ``flags``, evaluated in-process for each Veteran."""
 
-    def __init__(self, veterans: Iterable[str] = (), *, everyone: bool = False) -> None:
-        self._veterans = frozenset(veterans)
-        self._everyone = everyone
+    def __init__(self, flags: FeatureFlags) -> None:
+        self._flags = flags
 
     def is_on(self, veteran_id: str) -> bool:
-        return self._everyone or veteran_id in self._veterans
+        return self._flags.is_on(OH_PILOT, veteran_id)

@@ -38,6 +38,21 @@ def issue_token(
     return jwt.encode(claims, settings.jwt_key, algorithm=settings.jwt_algorithm)
 
 
+def issue_service_token(
+    settings: AuthSettings, subject: str | None = None, ttl: timedelta = timedelta(hours=1)
+) -> str:
+    """A service token, the Medications app's unless ``subject`` names another caller, for local
+    development, the demo and tests (HS256 only)."""
+    now = datetime.now(UTC)
+    claims = {
+        "sub": subject or settings.medications_app_subject,
+        "aud": settings.service_audience,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    return jwt.encode(claims, settings.service_jwt_key, algorithm=settings.jwt_algorithm)
+
+
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 

@@ -3,10 +3,13 @@
 import asyncio
 import base64
 import json
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -17,6 +20,15 @@ from plumbing.identity import ServiceIdentity
 from plumbing.logs import configure_logging, get_logger
 from plumbing.settings import ServiceSettings
 from rxsm import deadletters
+from rxsm import report as post_launch
+from rxsm.journeys import (
+    MOST_LISTED,
+    Journey,
+    LedgerClient,
+    LedgerSettings,
+    LedgerUnavailable,
+    group_failures,
+)
 from rxsm.kafka_reads import consumer_lag
 from rxsm.serve import serve
 from schemas.vocabulary import Tool
@@ -237,6 +249,233 @@ def flags_set(
         f"allow-list {len(before.allow)} -> {len(after.allow)}, "
         f"{'KILLED' if after.killed else 'on'} (by {by})"
     )
+
+
+RenewalUrl = Annotated[
+    str,
+    typer.Option(
+        "--renewal-url",
+        envvar="RXSM_RENEWAL_URL",
+        help="The renewal service, which keeps the journey ledger.",
+        default_factory=lambda: LedgerSettings().renewal_url,
+    ),
+]
+DURATION = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str | timedelta) -> timedelta:
+    """``90s``, ``15m``, ``1h``, ``30d`` or ``2w`` as a time span (a default passes as it is)."""
+    if isinstance(text, timedelta):
+        return text
+    found = DURATION.match(text.strip())
+    if found is None:
+        raise typer.BadParameter(f"{text!r}: give a number and a unit (s, m, h, d, w), e.g. 1h")
+    return timedelta(**{UNITS[found[2]]: int(found[1])})
+
+
+SINCE_HELP = "How far back: a number and a unit (s, m, h, d, w), e.g. 15m, 1h, 30d."
+LastHour = Annotated[
+    timedelta,
+    typer.Option(
+        "--since", parser=duration, metavar="DURATION", show_default="1h", help=SINCE_HELP
+    ),
+]
+LastMonth = Annotated[
+    timedelta,
+    typer.Option(
+        "--since", parser=duration, metavar="DURATION", show_default="30d", help=SINCE_HELP
+    ),
+]
+
+
+def ledger(renewal_url: str) -> LedgerClient:
+    return LedgerClient(renewal_url)
+
+
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def _after(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds < 60:
+        return f"+{seconds:.1f}s"
+    if seconds < 3600:
+        return f"+{seconds / 60:.1f}m"
+    return f"+{seconds / 3600:.1f}h"
+
+
+def print_journey(journey: Journey) -> None:
+    state = "open" if journey.open else "closed"
+    console.print(
+        f"[bold]Renewal {journey.renewal_id}[/]: [bold]{journey.status}[/] ({state}), "
+        f"EHR {journey.ehr}, cohort {journey.cohort or 'unknown'}, "
+        f"requested {_when(journey.requested_at)} UTC over {journey.source}"
+    )
+    table = Table("step", "tool", "at (UTC)", "after", "error", "detail")
+    for step in journey.steps:
+        failed = step.error_code is not None or step.step == "dead_lettered"
+        table.add_row(
+            step.step,
+            step.tool,
+            _when(step.at),
+            _after(journey.elapsed(step)),
+            step.error_code or "",
+            step.detail or "",
+            style="bold red" if failed else "",
+        )
+    console.print(table)
+    if journey.failure is not None:
+        failure = journey.failure
+        console.print(
+            f"[bold red]FAILED[/] in tool [bold]{failure.tool}[/] at step {failure.step}, "
+            f"error {failure.error_code or 'unknown'}"
+        )
+    if journey.stalled is not None:
+        stalled = journey.stalled
+        console.print(
+            f"[bold yellow]STALLED[/] waiting for {stalled.waiting_for} (tool "
+            f"[bold]{stalled.tool}[/]) since {_when(stalled.since)} UTC, "
+            f"noticed {_when(stalled.detected_at)} UTC"
+        )
+    console.print(f"trace id: {journey.trace_id or 'none recorded'}")
+
+
+@app.command(name="journey")
+def journey_command(renewal_id: UUID, renewal_url: RenewalUrl, as_json: AsJson = False) -> None:
+    """Where a renewal is: its steps, times and owning tools, the failure or stall, the trace id."""
+    try:
+        with ledger(renewal_url) as client:
+            found = client.journey(renewal_id)
+    except LedgerUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="--renewal-url") from None
+    if found is None:
+        raise typer.BadParameter(f"the ledger has no renewal {renewal_id}", param_hint="RENEWAL_ID")
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+        return
+    print_journey(found)
+
+
+@app.command()
+def failures(
+    renewal_url: RenewalUrl, since: LastHour = timedelta(hours=1), as_json: AsJson = False
+) -> None:
+    """Renewals that failed or stalled, grouped by owning tool, step and error."""
+    try:
+        with ledger(renewal_url) as client:
+            found = client.failures(datetime.now(UTC) - since)
+    except LedgerUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="--renewal-url") from None
+    groups = group_failures(found)
+    if as_json:
+        print_json(
+            [
+                {
+                    "tool": group.tool,
+                    "step": group.step,
+                    "error": group.error,
+                    "count": group.count,
+                    "renewal_ids": [str(renewal_id) for renewal_id in group.renewal_ids],
+                }
+                for group in groups
+            ]
+        )
+        return
+    table = Table("tool", "step", "error", "renewals", "for example")
+    for group in groups:
+        examples = ", ".join(str(renewal_id) for renewal_id in group.renewal_ids[:2])
+        more = group.count - 2
+        table.add_row(
+            group.tool,
+            group.step,
+            group.error,
+            str(group.count),
+            examples + (f" (+{more} more)" if more > 0 else ""),
+        )
+    console.print(table)
+    console.print(
+        f"{len(found)} failed or stalled renewal(s) since {_when(datetime.now(UTC) - since)} UTC"
+    )
+    if len(found) == MOST_LISTED:
+        console.print(f"[bold]The ledger lists at most {MOST_LISTED}: there may be more.[/]")
+
+
+def _share(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def print_report(found: post_launch.Report) -> None:
+    console.print(
+        f"[bold]From {_when(found.since)} to {_when(found.until)} UTC[/]: "
+        f"{found.renewals_requested} renewal(s) requested"
+    )
+    sent = found.messages_sent
+    console.print(
+        f"Messages sent: {sent.total} by {sent.veterans} Veteran(s), "
+        f"{'-' if sent.per_veteran is None else f'{sent.per_veteran:.2f}'} per Veteran"
+    )
+    table = Table("messages sent by", "value", "messages")
+    for platform, count in sorted(sent.by_platform.items()):
+        table.add_row("platform", platform, str(count))
+    for ehr, count in sorted(sent.by_ehr.items()):
+        table.add_row("EHR", ehr, str(count))
+    console.print(table)
+    chosen = found.team_selection
+    table = Table("care team chosen from", "messages", "share")
+    for kind, count in chosen.counts.items():
+        table.add_row(kind, str(count), _share(chosen.shares.get(kind)))
+    console.print(table)
+    sends = found.sends
+    console.print(
+        f"Sends: {sends.attempts} attempt(s), {sends.failed} failed "
+        f"({_share(sends.failure_rate)})"
+        + "".join(f", {code} x{count}" for code, count in sorted(sends.by_error_code.items()))
+    )
+    table = Table("failed step", "tool", "error", "count", "share of failures")
+    for failure in found.failures:
+        table.add_row(
+            failure.step, failure.tool, failure.error, str(failure.count), _share(failure.share)
+        )
+    console.print(table)
+    table = Table(
+        "cohort",
+        "renewals",
+        "no care team",
+        "sent",
+        "send failures",
+        "recent",
+        "picker",
+        "suggested",
+    )
+    for cohort, summary in found.cohorts.items():
+        shares = summary.team_selection.shares
+        table.add_row(
+            cohort,
+            str(summary.renewals_requested),
+            f"{summary.care_team_unavailable} ({_share(summary.unavailable_rate)})",
+            str(summary.messages_sent),
+            f"{summary.send_failures} ({_share(summary.send_failure_rate)})",
+            _share(shares.get("recent")),
+            _share(shares.get("care_system_picker")),
+            _share(shares.get("suggested")),
+        )
+    console.print(table)
+
+
+@app.command()
+def report(
+    bootstrap: Bootstrap, since: LastMonth = timedelta(days=30), as_json: AsJson = False
+) -> None:
+    """The release plan's post-launch questions, answered from the events on Kafka."""
+    until = datetime.now(UTC)
+    events = asyncio.run(post_launch.read_events(bootstrap))
+    found = post_launch.summarize(events, until - since, until)
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+        return
+    print_report(found)
 
 
 def main() -> None:

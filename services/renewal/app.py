@@ -11,14 +11,15 @@ from pydantic import Field
 
 from plumbing.broker import make_broker
 from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
-from plumbing.publishing import KafkaPublisher
+from plumbing.outbox import OutboxBase, OutboxRelay
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.renewal.adapters.ledger import Base
-from services.renewal.entrypoints import IDENTITY, http, subscribers, sweep_stalls
+from services.renewal.entrypoints import IDENTITY, drain_outbox, http, subscribers, sweep_stalls
 
 
 class RenewalSettings(ServiceSettings):
@@ -44,10 +45,12 @@ def create_app(
     broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
-    publish = KafkaPublisher(broker)
+    relay = OutboxRelay(sessions, broker)
+    flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
     broker.context.set_global("sessions", sessions)
-    broker.context.set_global("publish", publish)
+    broker.context.set_global("flags", flags)
+    broker.context.set_global("relay", relay)
     broker.context.set_global("metrics", metrics)
     sweep = partial(
         sweep_stalls,
@@ -58,11 +61,13 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def ledger() -> AsyncIterator[None]:
+    async def resources() -> AsyncIterator[None]:
         await create_tables(engine, Base)
+        await create_tables(engine, OutboxBase)
         try:
             yield
         finally:
+            flags.close()
             await engine.dispose()
 
     app = service_app(
@@ -75,11 +80,13 @@ def create_app(
             "Takes a Veteran's prescription renewal request, starts the flow to SM, and follows "
             "each renewal through it."
         ),
-        resources=ledger,
+        resources=resources,
         metrics=metrics,
-        background=[sweep],
+        background=[sweep, relay.run],
+        drain=[partial(drain_outbox, relay)],
     )
     app.state.sessions = sessions
-    app.state.publish = publish
+    app.state.flags = flags
+    app.state.relay = relay
     app.include_router(http)
     return app

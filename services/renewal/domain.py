@@ -5,15 +5,18 @@ to do instead. VistA and Oracle Health prescriptions follow different rules.
 
 The journey: from the steps a renewal has reached, in whatever order they arrived, its current status,
 the tool (meds or sm) that failed it, and the automatic step it waits for.
+
+Finding renewals for SREs: which statuses a ``status=`` filter names, and the time a ``since=`` names.
 """
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -28,6 +31,7 @@ from schemas.events import (
     DraftUpdated,
     MessageSendFailed,
     MessageSent,
+    RenewalRequested,
 )
 from schemas.records import Facility, Prescription, RenewalRequest
 from schemas.vocabulary import Ehr, Tool
@@ -37,7 +41,8 @@ RENEWAL_WINDOW = timedelta(days=120)
 
 
 class Refusal(StrEnum):
-    """Why a prescription can't be renewed: the machine-readable ``code`` of the 422."""
+    """Why a renewal request is refused: the machine-readable ``code`` of the answer. Every code but
+    ``renewal_flow_off`` says why the prescription can't be renewed."""
 
     REFILLABLE = "refillable"
     EXPIRED_OVER_120_DAYS = "expired_over_120_days"
@@ -58,6 +63,9 @@ class Refusal(StrEnum):
     MISSING_REFILLS_REMAINING = "missing_refills_remaining"
     MISSING_CATEGORY = "missing_category"
     MISSING_DISPENSE_COUNT = "missing_dispense_count"
+    RENEWAL_FLOW_OFF = "renewal_flow_off"
+    """The renewal flow's feature flag is off for this Veteran: the Medications app shows its
+    fallback."""
 
     @property
     def message(self) -> str:
@@ -123,6 +131,10 @@ REFUSAL_MESSAGES = {
     ),
     Refusal.MISSING_DISPENSE_COUNT: (
         "Send the Oracle Health prescription's dispenseCount: renewal can't be decided without it."
+    ),
+    Refusal.RENEWAL_FLOW_OFF: (
+        "Renewal requests can't be sent online for you right now. Call your pharmacy or send your "
+        "care team a message to renew this prescription."
     ),
 }
 
@@ -307,7 +319,8 @@ class Step(StrEnum):
 
 class Status(StrEnum):
     ACCEPTED = "accepted"
-    """Saved by meds, not yet on Kafka."""
+    """Saved by meds with its ``renewal requested`` event, which the ledger has not yet read back
+    from Kafka."""
     REFUSED = "refused"
     REQUESTED = "requested"
     CARE_TEAM_RESOLVED = "care_team_resolved"
@@ -383,6 +396,11 @@ CLOSED = frozenset(
 """Statuses after which no step comes. A failed send is not one of them: the draft stays in SM and the
 Veteran may send it again, so asking anew answers this renewal (and its draft)."""
 
+FAILED = frozenset(
+    {Status.REFUSED, Status.CARE_TEAM_UNAVAILABLE, Status.SEND_FAILED, Status.DEAD_LETTERED}
+)
+"""Statuses in which a tool failed the renewal (what ``status=failed`` names)."""
+
 NEXT_AUTOMATIC_STEP = {
     Status.ACCEPTED: Waiting(Step.REQUESTED, Tool.MEDS),
     Status.REQUESTED: Waiting(Step.CARE_TEAM_RESOLVED, Tool.SM),
@@ -428,8 +446,56 @@ def stalled(status: Status, since: datetime, now: datetime, after: timedelta) ->
     return waiting if waiting is not None and now - since > after else None
 
 
+Outcome = Literal["success", "failure"]
+
+
+def outcome_of(step: Step) -> Outcome:
+    """A step that fails the renewal, or a dead letter about it, is a failure of the tool owning it."""
+    return "failure" if step in FAILING_STEPS or step is Step.DEAD_LETTERED else "success"
+
+
+FAILED_FILTER = "failed"
+
+
+def statuses_named(names: str) -> frozenset[Status]:
+    """The statuses a comma-separated ``status=`` filter names: status names, and ``failed`` for
+    every status in which a tool failed the renewal. ValueError names an unknown one."""
+    named: set[Status] = set()
+    for name in (part.strip() for part in names.split(",")):
+        if name == FAILED_FILTER:
+            named |= FAILED
+            continue
+        try:
+            named.add(Status(name))
+        except ValueError:
+            known = ", ".join([FAILED_FILTER, *Status])
+            raise ValueError(f"unknown status {name!r}; use one or more of {known}") from None
+    return frozenset(named)
+
+
+DURATION = re.compile(r"(\d+)([smhdw])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def since_named(text: str, now: datetime) -> datetime:
+    """The time a ``since=`` value names: a duration back from ``now`` (``90s``, ``30m``, ``1h``,
+    ``7d``, ``2w``) or an ISO 8601 time (UTC unless it says otherwise). ValueError otherwise."""
+    duration = DURATION.fullmatch(text.strip())
+    if duration is not None:
+        amount, unit = duration.groups()
+        return now - timedelta(**{UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 1h, 7d) nor an ISO 8601 time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 LedgerEvent = Annotated[
-    CareTeamsResolved
+    RenewalRequested
+    | CareTeamsResolved
     | CareTeamUnavailable
     | DraftCreated
     | DraftUpdated
@@ -439,7 +505,8 @@ LedgerEvent = Annotated[
     | DeadLetter,
     Field(discriminator="event_type"),
 ]
-"""What the journey ledger reads from the downstream topics."""
+"""What the journey ledger reads: its own ``renewal requested`` once it is on Kafka, the downstream
+topics, and dead letters."""
 
 
 @dataclass(frozen=True)
@@ -477,6 +544,8 @@ def observed_step(event: LedgerEvent) -> Observed | None:
     if event.renewal_id is None:
         return None
     match event:
+        case RenewalRequested():
+            record = StepRecord(Step.REQUESTED, event.tool, event.occurred_at)
         case CareTeamsResolved():
             record = StepRecord(Step.CARE_TEAM_RESOLVED, event.tool, event.occurred_at)
         case CareTeamUnavailable():

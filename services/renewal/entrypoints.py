@@ -1,60 +1,80 @@
 """How requests reach the renewal service: the Medications app over HTTP or on the ingress topic, the
-downstream events that feed the journey ledger, the ledger's readers over HTTP, and the stall sweep."""
+events that feed the journey ledger, the ledger's readers over HTTP, and the stall sweep."""
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from faststream import Context
 from faststream.kafka import KafkaMessage, KafkaRouter
 from pydantic import BaseModel, Field
 
+from plumbing.auth import MedicationsApp
 from plumbing.broker import subscribe
 from plumbing.deadletter import PermanentError
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
-from plumbing.publishing import Publish
-from plumbing.telemetry import annotate, current_trace_id
+from plumbing.outbox import OutboxRelay
+from plumbing.telemetry import annotate, current_trace_id, record_failure
 from schemas import topics
 from schemas.records import RenewalRequest
-from schemas.vocabulary import Ehr, Tool
-from services.renewal import handlers
-from services.renewal.domain import Eligibility, LedgerEvent, Status, Step
-from services.renewal.handlers import Sessions, Source
+from schemas.vocabulary import Cohort, Ehr, Tool
+from services.renewal import domain, handlers
+from services.renewal.domain import LedgerEvent, Refusal, Status, Step
+from services.renewal.handlers import LEDGER_GROUP, Flags, Sessions, Source
 
 IDENTITY = ServiceIdentity("renewal", Tool.MEDS)
-LEDGER_GROUP = "rxsm-renewal-ledger"
-"""The journey ledger reads downstream topics in a consumer group of its own."""
 IDEMPOTENCY_KEY = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 log = get_logger(IDENTITY)
 
-LEDGER_TOPICS = (topics.CARE_TEAMS, topics.DRAFTS, topics.MESSAGES, topics.DEAD_LETTER)
+LEDGER_TOPICS = (
+    topics.RENEWAL_REQUESTED,
+    topics.CARE_TEAMS,
+    topics.DRAFTS,
+    topics.MESSAGES,
+    topics.DEAD_LETTER,
+)
+"""The ledger reads the service's own ``renewal requested`` back (the renewal is then on Kafka), SM's
+topics, and dead letters."""
 
 
-def _report_accepted(accepted: handlers.Accepted, source: Source, metrics: ServiceMetrics) -> None:
-    """Log the renewal (ids only) and count a new one for the dashboard."""
+def _count(
+    metrics: ServiceMetrics,
+    step: str,
+    outcome: domain.Outcome,
+    tool: Tool,
+    ehr: Ehr,
+    cohort: Cohort,
+    **labels: str,
+) -> None:
+    """One renewal reached ``step``: the dashboard's funnel and error rate by owning tool."""
+    metrics.renewals.add(
+        1,
+        {
+            "step": step,
+            "outcome": outcome,
+            "tool": str(tool),
+            "ehr": str(ehr),
+            "cohort": str(cohort),
+            **labels,
+        },
+    )
+
+
+def _report_accepted(accepted: handlers.Accepted, source: Source) -> None:
+    """Log the renewal (ids only); the ledger counts it once its event is on Kafka."""
     annotate("renewal.request", renewal_id=accepted.renewal_id, ehr=accepted.ehr)
-    if not accepted.duplicate:
-        metrics.renewals.add(
-            1,
-            {
-                "tool": str(Tool.MEDS),
-                "ehr": str(accepted.ehr),
-                "step": "requested",
-                "outcome": "success",
-                "source": source,
-            },
-        )
     log.info(
         "renewal requested",
         step="renewal.request",
         renewal_id=str(accepted.renewal_id),
         source=source,
+        cohort=str(accepted.cohort),
         duplicate=accepted.duplicate,
     )
 
@@ -62,38 +82,38 @@ def _report_accepted(accepted: handlers.Accepted, source: Source, metrics: Servi
 def _report_refused(
     refused: handlers.NotRenewable, source: Source, metrics: ServiceMetrics
 ) -> None:
-    ehr = refused.eligibility.ehr
-    annotate("renewal.request", renewal_id=refused.renewal_id, ehr=ehr)
-    metrics.renewals.add(
-        1,
-        {
-            "tool": str(Tool.MEDS),
-            "ehr": str(ehr),
-            "step": "refused",
-            "outcome": "failure",
-            "reason": refused.refusal.value,
-            "source": source,
-        },
+    """Fail the request's span in meds, log the refusal (ids and code only), and count a new one."""
+    annotate("renewal.request", renewal_id=refused.renewal_id, ehr=refused.ehr)
+    flow_off = refused.refusal is Refusal.RENEWAL_FLOW_OFF
+    record_failure(
+        Refusal.RENEWAL_FLOW_OFF.value if flow_off else "not_renewable",
+        Tool.MEDS,
+        code=refused.refusal.value,
     )
+    if not refused.duplicate:
+        _count(
+            metrics,
+            Step.REFUSED.value,
+            "failure",
+            Tool.MEDS,
+            refused.ehr,
+            refused.cohort,
+            reason=refused.refusal.value,
+        )
     log.info(
         "renewal refused",
         step="renewal.request",
         renewal_id=str(refused.renewal_id),
         source=source,
         code=refused.refusal.value,
+        duplicate=refused.duplicate,
     )
-    _report_disagreement(refused.renewal_id, refused.eligibility)
-
-
-def _report_disagreement(renewal_id: UUID, eligibility: Eligibility) -> None:
-    """VistA's ``isRenewable`` and the older rule disagreed (the request was refused either way):
-    the Medications app shows the renewal link by that flag, so this is worth its team's look."""
-    if eligibility.upstream_disagrees:
+    if refused.upstream_disagrees:
         log.warning(
             "isRenewable disagrees with the renewal rule",
             step="renewal.request",
-            renewal_id=str(renewal_id),
-            code=eligibility.refusal.value if eligibility.refusal else None,
+            renewal_id=str(refused.renewal_id),
+            code=refused.refusal.value,
         )
 
 
@@ -101,13 +121,15 @@ async def on_renewal_request(
     body: RenewalRequest,
     message: KafkaMessage,
     sessions: Annotated[Sessions, Context("sessions")],
-    publish: Annotated[Publish, Context("publish")],
+    flags: Annotated[Flags, Context("flags")],
+    relay: Annotated[OutboxRelay, Context("relay")],
     metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
-    """A request from the ingress topic, handled as over HTTP. A refusal publishes nothing and is
-    recorded in the ledger: look it up by the record's Idempotency-Key header (or by the renewal id
-    logged with "renewal refused"). A redelivered request finds its open renewal and publishes nothing
-    new; a redelivered refusal is recorded again unless the record has an Idempotency-Key."""
+    """A request from the ingress topic, handled as over HTTP. A refusal (the renewal flow off for
+    the Veteran, or not renewable) publishes nothing and is recorded in the ledger: look it up by the
+    record's Idempotency-Key header (or by the renewal id logged with "renewal refused"). A
+    redelivered request finds its open renewal and stages nothing new; a redelivered refusal is
+    recorded again unless the record has an Idempotency-Key."""
     annotate("renewal.request")
     key = _header(message.headers, IDEMPOTENCY_KEY)
     if key is not None and len(key) > MAX_KEY_LENGTH:
@@ -118,7 +140,7 @@ async def on_renewal_request(
         accepted = await handlers.request_renewal(
             body,
             sessions,
-            publish,
+            flags,
             source="kafka",
             idempotency_key=key,
             trace_id=current_trace_id(),
@@ -131,7 +153,8 @@ async def on_renewal_request(
         raise PermanentError(
             "the Idempotency-Key was already used for another Veteran or prescription"
         ) from error
-    _report_accepted(accepted, "kafka", metrics)
+    relay.notify()
+    _report_accepted(accepted, "kafka")
 
 
 def _header(headers: dict[str, Any], name: str) -> str | None:
@@ -139,26 +162,44 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
     return str(value) if value else None
 
 
-async def on_downstream_event(
-    event: LedgerEvent, sessions: Annotated[Sessions, Context("sessions")]
+async def on_ledger_event(
+    event: LedgerEvent,
+    sessions: Annotated[Sessions, Context("sessions")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
-    """Record the journey step an SM event (or a dead letter about a renewal) reports."""
+    """Record the journey step an event reports (a renewal on Kafka, an SM step, a dead letter about
+    a renewal), and count the renewal's first arrival at that step."""
+    annotate("renewal.ledger")
     recorded = await handlers.record_step(event, sessions)
-    if recorded is not None:
-        log.info(
-            "journey step recorded",
-            step="renewal.ledger",
-            renewal_id=str(recorded.renewal_id),
-            journey_step=recorded.step.value,
-            status=recorded.status.value,
+    if recorded is None:
+        return
+    annotate("renewal.ledger", renewal_id=recorded.renewal_id, ehr=recorded.ehr)
+    step = recorded.record
+    if recorded.first_of_step:
+        reason = {"reason": step.error_code} if step.error_code else {}
+        _count(
+            metrics,
+            step.step.value,
+            domain.outcome_of(step.step),
+            step.tool,
+            recorded.ehr,
+            recorded.cohort,
+            **reason,
         )
+    log.info(
+        "journey step recorded",
+        step="renewal.ledger",
+        renewal_id=str(recorded.renewal_id),
+        journey_step=step.step.value,
+        status=recorded.status.value,
+    )
 
 
 def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
     subscribe(router, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
-    subscribe(router, LEDGER_TOPICS, on_downstream_event, IDENTITY, group=LEDGER_GROUP)
+    subscribe(router, LEDGER_TOPICS, on_ledger_event, IDENTITY, group=LEDGER_GROUP)
     return router
 
 
@@ -174,15 +215,14 @@ async def sweep_stalls(
             log.exception("stall sweep failed", step="renewal.stall")
             stalls = []
         for stall in stalls:
-            metrics.renewals.add(
-                1,
-                {
-                    "tool": stall.waiting.tool.value,
-                    "ehr": str(stall.ehr),
-                    "step": "stalled",
-                    "outcome": "failure",
-                    "waiting_for": stall.waiting.step.value,
-                },
+            _count(
+                metrics,
+                Status.STALLED.value,
+                "failure",
+                stall.waiting.tool,
+                stall.ehr,
+                stall.cohort,
+                waiting_for=stall.waiting.step.value,
             )
             log.warning(
                 "renewal stalled",
@@ -195,13 +235,26 @@ async def sweep_stalls(
         await asyncio.sleep(every)
 
 
+async def drain_outbox(relay: OutboxRelay) -> None:
+    """On shutdown, publish what is staged while the producer is still open; what Kafka refuses
+    stays staged and is published after the next start."""
+    try:
+        while await relay.relay_once():
+            pass
+    except Exception:
+        log.exception("outbox not drained", step="renewal.request")
+
+
 http = APIRouter(prefix="/v1", tags=["renewals"])
 
 
 class RenewalAccepted(BaseModel):
     renewal_id: UUID
     trace_id: str | None = Field(description="The trace of this request.")
-    status: Status = Field(description="``requested``, or where a repeated request's renewal is.")
+    status: Status = Field(
+        description="``accepted`` for a new renewal (its event reaches Kafka within moments), or "
+        "where a repeated request's renewal is."
+    )
 
 
 class Problem(BaseModel):
@@ -234,19 +287,32 @@ class Stalled(BaseModel):
     detected_at: datetime
 
 
-class Journey(BaseModel):
-    """Where a renewal is in the flow, and whose tool it is at or failed in."""
+class RenewalSummary(BaseModel):
+    """Where a renewal is, and whose tool failed it or holds it up."""
 
     renewal_id: UUID
     status: Status
-    open: bool = Field(description="Further steps are expected.")
-    source: Source
     ehr: Ehr
+    cohort: Cohort = Field(description="The rollout cohort, decided when the request came in.")
     trace_id: str | None = Field(description="The trace of the request that started the renewal.")
     requested_at: datetime
-    steps: list[JourneyStep]
+    updated_at: datetime = Field(
+        description="When the ledger saw the renewal reach its status (a stall: when it was found)."
+    )
     failure: Failure | None
     stalled: Stalled | None
+
+
+class Journey(RenewalSummary):
+    """A renewal's journey: its summary, and every step with its time and owning tool."""
+
+    open: bool = Field(description="Further steps are expected.")
+    source: Source
+    steps: list[JourneyStep]
+
+
+class RenewalList(BaseModel):
+    renewals: list[RenewalSummary] = Field(description="Most recently updated first.")
 
 
 def sessions_of(request: Request) -> Sessions:
@@ -254,9 +320,14 @@ def sessions_of(request: Request) -> Sessions:
     return sessions
 
 
-def publisher(request: Request) -> Publish:
-    publish: Publish = request.app.state.publish
-    return publish
+def flags_of(request: Request) -> Flags:
+    flags: Flags = request.app.state.flags
+    return flags
+
+
+def relay_of(request: Request) -> OutboxRelay:
+    relay: OutboxRelay = request.app.state.relay
+    return relay
 
 
 def metrics_of(request: Request) -> ServiceMetrics:
@@ -272,19 +343,30 @@ def _problem(status: int, code: str, message: str, renewal_id: UUID | None = Non
     return JSONResponse(status_code=status, content=problem.model_dump(mode="json"))
 
 
+REFUSAL_STATUS = {Refusal.RENEWAL_FLOW_OFF: 403}
+"""The HTTP status of a refusal: 403 when the renewal flow is off for the Veteran, else 422."""
+
+
 @http.post(
     "/renewals",
     status_code=202,
     response_model=RenewalAccepted,
     responses={
+        401: {"description": "No valid service token."},
+        403: {
+            "model": Problem,
+            "description": "``renewal_flow_off``: the renewal flow is off for this Veteran (the "
+            "Medications app shows its fallback); or a service token of another caller.",
+        },
         422: {"model": Problem, "description": "Not renewable (code says why), or invalid."},
-        503: {"model": Problem, "description": "Saved but not queued: retry the same request."},
     },
 )
 async def post_renewal(
     body: RenewalRequest,
+    _: MedicationsApp,
     sessions: SessionsDep,
-    publish: Annotated[Publish, Depends(publisher)],
+    flags: Annotated[Flags, Depends(flags_of)],
+    relay: Annotated[OutboxRelay, Depends(relay_of)],
     metrics: Annotated[ServiceMetrics, Depends(metrics_of)],
     idempotency_key: Annotated[
         str | None,
@@ -296,15 +378,16 @@ async def post_renewal(
         ),
     ] = None,
 ) -> RenewalAccepted | JSONResponse:
-    """Ask to renew a prescription: 202 with the renewal id once the request is on Kafka. The same
-    request again (same Idempotency-Key, or while the prescription's renewal is open) answers the
-    same renewal id and publishes nothing new."""
+    """Ask to renew a prescription (the Medications app, with its service token): 202 with the
+    renewal id once the renewal and its event are saved; the event reaches Kafka within moments. The
+    same request again (same Idempotency-Key, or while the prescription's renewal is open) answers
+    the same renewal id and publishes nothing new."""
     annotate("renewal.request")
     try:
         accepted = await handlers.request_renewal(
             body,
             sessions,
-            publish,
+            flags,
             source="http",
             idempotency_key=idempotency_key,
             trace_id=current_trace_id(),
@@ -312,22 +395,18 @@ async def post_renewal(
         )
     except handlers.NotRenewable as refused:
         _report_refused(refused, "http", metrics)
-        return _problem(422, refused.refusal.value, refused.refusal.message, refused.renewal_id)
+        refusal = refused.refusal
+        return _problem(
+            REFUSAL_STATUS.get(refusal, 422), refusal.value, refusal.message, refused.renewal_id
+        )
     except handlers.IdempotencyKeyReused:
         return _problem(
             422,
             "idempotency_key_reused",
             "This Idempotency-Key was already used for another prescription; send a new key.",
         )
-    except handlers.NotQueued as error:
-        log.warning("renewal not queued", step="renewal.request", renewal_id=str(error.renewal_id))
-        return _problem(
-            503,
-            "not_queued",
-            "The request is saved but couldn't be queued. Send the same request again.",
-            error.renewal_id,
-        )
-    _report_accepted(accepted, "http", metrics)
+    relay.notify()
+    _report_accepted(accepted, "http")
     return RenewalAccepted(
         renewal_id=accepted.renewal_id, trace_id=current_trace_id(), status=accepted.status
     )
@@ -338,9 +417,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _journey(found: handlers.Journey) -> Journey:
-    row, state = found.renewal, found.state
-    failure = state.failure
+def _summary(found: handlers.Journey) -> RenewalSummary:
+    row, failure = found.renewal, found.state.failure
     stalled = (
         Stalled(
             waiting_for=Step(row.stalled_step),
@@ -351,14 +429,26 @@ def _journey(found: handlers.Journey) -> Journey:
         if row.stalled_at is not None and row.stalled_step and row.stalled_tool
         else None
     )
-    return Journey(
+    return RenewalSummary(
         renewal_id=UUID(row.id),
-        status=Status.STALLED if stalled else state.status,
-        open=not state.closed,
-        source="kafka" if row.source == "kafka" else "http",
+        status=Status.STALLED if stalled else found.state.status,
         ehr=Ehr(row.ehr),
+        cohort=Cohort(row.cohort),
         trace_id=row.trace_id,
         requested_at=row.created_at,
+        updated_at=row.stalled_at or row.status_since,
+        failure=Failure(tool=failure.tool, step=failure.step, error_code=failure.error_code)
+        if failure
+        else None,
+        stalled=stalled,
+    )
+
+
+def _journey(found: handlers.Journey) -> Journey:
+    return Journey(
+        **dict(_summary(found)),
+        open=not found.state.closed,
+        source="kafka" if found.renewal.source == "kafka" else "http",
         steps=[
             JourneyStep(
                 step=Step(step.step),
@@ -370,10 +460,6 @@ def _journey(found: handlers.Journey) -> Journey:
             )
             for step in found.steps
         ],
-        failure=Failure(tool=failure.tool, step=failure.step, error_code=failure.error_code)
-        if failure
-        else None,
-        stalled=stalled,
     )
 
 
@@ -408,3 +494,41 @@ async def get_renewal_by_key(idempotency_key: str, sessions: SessionsDep) -> Jou
     if found is None:
         raise _not_found("Idempotency-Key")
     return _journey(found)
+
+
+@http.get(
+    "/renewals",
+    response_model=RenewalList,
+    responses={422: {"model": Problem, "description": "An unknown status or an unreadable since."}},
+    tags=["operations"],
+)
+async def list_renewals(
+    sessions: SessionsDep,
+    status: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated statuses; ``failed`` names every status in which a tool "
+            "failed the renewal (refused, care_team_unavailable, send_failed, dead_lettered). "
+            "All statuses when absent.",
+            examples=["failed,stalled"],
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="Only renewals that reached their status since then: a duration back from "
+            "now (30m, 1h, 7d) or an ISO 8601 time (UTC unless it says otherwise).",
+            examples=["1h"],
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> RenewalList | JSONResponse:
+    """Renewals for SREs, most recently updated first: each one's status, failing tool, step and
+    error code, the step and tool a stalled one waits for, its EHR, cohort and trace id."""
+    try:
+        statuses = domain.statuses_named(status) if status else frozenset()
+        after = domain.since_named(since, datetime.now(UTC)) if since else None
+    except ValueError as error:
+        return _problem(422, "invalid_request", f"Fix the request: {error}.")
+    found = await handlers.renewals(sessions, statuses, after, limit)
+    return RenewalList(renewals=[_summary(renewal) for renewal in found])

@@ -1,24 +1,34 @@
-"""Use cases of the renewal service: request a renewal, record the journey's steps, find stalls.
+"""Use cases of the renewal service: request a renewal, record the journey's steps, find stalls, list
+renewals for SREs.
 
-Requesting commits the renewal first and publishes ``renewal requested`` after. A request repeated with
-the same Idempotency-Key, or for a prescription whose renewal is still open, finds the committed
-renewal: it publishes the same event only if an earlier publish failed (or crashed and its lease ran
-out), never while another publish of it is in flight, and never once one succeeded.
+Requesting saves the renewal and stages its ``renewal requested`` event in the outbox in one
+transaction (plumbing.outbox): both are saved or neither. The outbox relay publishes the event, and the
+ledger reads it back from Kafka like every other step, so a renewal whose event is not on Kafka yet is
+``accepted`` (and stalls on meds). A request repeated with the same Idempotency-Key, or for a
+prescription whose renewal is still open, finds the committed renewal and stages nothing.
+
+The renewal flow's feature flag (and the Veteran's rollout cohort) is evaluated once, when a request
+makes a new renewal: a renewal accepted while the flag was on finishes if it is turned off, and a
+repeat of its request answers it.
+
+Recording a step records the event's id in the inbox in the same transaction, so a redelivered event
+has no second effect.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from plumbing.publishing import Publish
+from plumbing.flags import RENEWAL_FLOW
+from plumbing.outbox import first_time, stage
 from schemas.events import RenewalRequested
 from schemas.records import RenewalRequest
-from schemas.vocabulary import Ehr, Tool
+from schemas.vocabulary import Cohort, Ehr, Tool
 from services.renewal import domain
 from services.renewal.adapters import ledger
 from services.renewal.adapters.ledger import RenewalRow, StepRow
@@ -27,40 +37,70 @@ from services.renewal.domain import Eligibility, Refusal, Status, Step, StepReco
 Sessions = async_sessionmaker[AsyncSession]
 Source = Literal["http", "kafka"]
 
-PUBLISH_LEASE = timedelta(seconds=60)
-"""How long a publish in flight keeps repeats of its request from publishing; longer than a publish
-may take, so only a request that crashed mid-publish is taken over."""
+LEDGER_GROUP = "rxsm-renewal-ledger"
+"""The consumer group the journey ledger reads its topics in, and the name of its inbox."""
+
+
+class Flags(Protocol):
+    """Per-Veteran feature flags (plumbing.flags.FeatureFlags)."""
+
+    def is_on(self, flag: str, veteran_id: str) -> bool: ...
+
+    def cohort(self, veteran_id: str) -> str: ...
 
 
 class NotRenewable(Exception):
-    """The prescription can't be renewed; the refusal is recorded under ``renewal_id``."""
+    """The request is refused; the refusal is recorded under ``renewal_id``.
 
-    def __init__(self, renewal_id: UUID, refusal: Refusal, eligibility: Eligibility) -> None:
+    ``duplicate``: a repeat of a refused request (same Idempotency-Key), refused before.
+    ``upstream_disagrees``: VistA's ``isRenewable`` said the opposite of the renewal rule.
+    """
+
+    def __init__(
+        self,
+        renewal_id: UUID,
+        refusal: Refusal,
+        ehr: Ehr,
+        cohort: Cohort,
+        *,
+        duplicate: bool,
+        upstream_disagrees: bool,
+    ) -> None:
         super().__init__(refusal.value)
         self.renewal_id = renewal_id
         self.refusal = refusal
-        self.eligibility = eligibility
+        self.ehr = ehr
+        self.cohort = cohort
+        self.duplicate = duplicate
+        self.upstream_disagrees = upstream_disagrees
 
 
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key already names a request for another Veteran or prescription."""
 
 
-class NotQueued(Exception):
-    """The renewal is saved but its event could not be published; the same request retries it."""
-
-    def __init__(self, renewal_id: UUID) -> None:
-        super().__init__(str(renewal_id))
-        self.renewal_id = renewal_id
-
-
 @dataclass(frozen=True)
 class Accepted:
     renewal_id: UUID
     ehr: Ehr
+    cohort: Cohort
     status: Status
-    """Where the renewal is: ``requested`` for a new one, further on for a repeat."""
+    """Where the renewal is: ``accepted`` for a new one, maybe further on for a repeat."""
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What is decided about a request that makes a new renewal, once, when it comes in."""
+
+    eligibility: Eligibility
+    flow_on: bool
+    cohort: Cohort
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """The renewal flow being off for the Veteran refuses whatever the prescription."""
+        return self.eligibility.refusal if self.flow_on else Refusal.RENEWAL_FLOW_OFF
 
 
 def _now() -> datetime:
@@ -70,71 +110,69 @@ def _now() -> datetime:
 async def request_renewal(
     request: RenewalRequest,
     sessions: Sessions,
-    publish: Publish,
+    flags: Flags,
     *,
     source: Source,
     idempotency_key: str | None,
     trace_id: str | None,
     today: date,
 ) -> Accepted:
-    """Accept a renewable prescription's renewal once and publish ``renewal requested``; record and
-    raise the refusal of one that isn't renewable."""
+    """Accept a renewal once, with its ``renewal requested`` event staged for Kafka; record and raise
+    the refusal of a request the flag or the eligibility rules refuse."""
     verdict = domain.check_renewal(request, today)
-    row, created = await _find_or_add(request, verdict, sessions, source, idempotency_key, trace_id)
+    row, intake = await _find_or_add(
+        request, verdict, sessions, flags, source, idempotency_key, trace_id
+    )
     if row.refusal is not None:
-        raise NotRenewable(UUID(row.id), Refusal(row.refusal), verdict)
-    status = Status(row.status)
-    if row.requested_event is not None and (created or await _claim_publish(sessions, row)):
-        await _publish(sessions, publish, RenewalRequested.model_validate(row.requested_event))
-        status = Status.REQUESTED
-    return Accepted(UUID(row.id), Ehr(row.ehr), status, duplicate=not created)
-
-
-async def _claim_publish(sessions: Sessions, row: RenewalRow) -> bool:
-    """Whether this repeat should publish: the renewal isn't published and no one else is on it."""
-    if row.published_at is not None:
-        return False
-    async with sessions.begin() as session:
-        return await ledger.claim_publish(session, row.id, _now(), PUBLISH_LEASE)
-
-
-async def _publish(sessions: Sessions, publish: Publish, event: RenewalRequested) -> None:
-    try:
-        await publish(event)
-    except Exception as error:
-        async with sessions.begin() as session:
-            row = await session.get(RenewalRow, str(event.renewal_id))
-            if row is not None:
-                row.publishing_since = None
-        raise NotQueued(event.renewal_id) from error
-    await _mark_published(sessions, event)
+        raise NotRenewable(
+            UUID(row.id),
+            Refusal(row.refusal),
+            Ehr(row.ehr),
+            Cohort(row.cohort),
+            duplicate=intake is None,
+            upstream_disagrees=intake is not None
+            and intake.flow_on
+            and intake.eligibility.upstream_disagrees,
+        )
+    return Accepted(
+        UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), Status(row.status), duplicate=intake is None
+    )
 
 
 async def _find_or_add(
     request: RenewalRequest,
     verdict: Eligibility,
     sessions: Sessions,
+    flags: Flags,
     source: Source,
     idempotency_key: str | None,
     trace_id: str | None,
-) -> tuple[RenewalRow, bool]:
-    """The committed renewal this request repeats, or a new one (and whether it is new)."""
+) -> tuple[RenewalRow, Intake | None]:
+    """The committed renewal this request repeats (and None), or a new one (and its intake)."""
     try:
         async with sessions.begin() as session:
             existing = await _existing(session, request, verdict, idempotency_key)
             if existing is not None:
-                return existing, False
-            row = _new_renewal(request, verdict, source, idempotency_key, trace_id)
+                return existing, None
+            intake = Intake(
+                verdict,
+                flags.is_on(RENEWAL_FLOW, request.veteranId),
+                Cohort(flags.cohort(request.veteranId)),
+            )
+            row = _new_renewal(request, intake, source, idempotency_key, trace_id)
             session.add(row)
-            if verdict.refusal is not None:
-                session.add(_refusal_step(row, verdict.refusal))
-        return row, True
+            refusal = intake.refusal
+            if refusal is not None:
+                session.add(_refusal_step(row, refusal))
+            else:
+                stage(session, _requested(row, request, intake))
+        return row, intake
     except IntegrityError:  # an identical request committed first
         async with sessions.begin() as session:
             existing = await _existing(session, request, verdict, idempotency_key)
         if existing is None:
             raise
-        return existing, False
+        return existing, None
 
 
 async def _existing(
@@ -159,44 +197,44 @@ async def _existing(
 
 def _new_renewal(
     request: RenewalRequest,
-    verdict: Eligibility,
+    intake: Intake,
     source: Source,
     idempotency_key: str | None,
     trace_id: str | None,
 ) -> RenewalRow:
     now = _now()
-    renewal_id = uuid4()
-    rx = request.prescription
-    row = RenewalRow(
-        id=str(renewal_id),
+    refusal = intake.refusal
+    return RenewalRow(
+        id=str(uuid4()),
         veteran_id=request.veteranId,
-        prescription_id=rx.prescriptionId,
-        ehr=verdict.ehr.value,
+        prescription_id=request.prescription.prescriptionId,
+        ehr=intake.eligibility.ehr.value,
+        cohort=intake.cohort.value,
         source=source,
         idempotency_key=idempotency_key,
+        open_key=None
+        if refusal
+        else ledger.open_key(request.veteranId, request.prescription.prescriptionId),
+        refusal=refusal.value if refusal else None,
         trace_id=trace_id,
+        status=(Status.REFUSED if refusal else Status.ACCEPTED).value,
+        status_since=now,
         created_at=now,
     )
-    if verdict.refusal is not None:
-        row.refusal = verdict.refusal.value
-        row.status = Status.REFUSED.value
-        row.status_since = now
-        return row
-    event = RenewalRequested(
-        renewal_id=renewal_id,
-        occurred_at=now,
+
+
+def _requested(row: RenewalRow, request: RenewalRequest, intake: Intake) -> RenewalRequested:
+    facilities = request.facilities
+    return RenewalRequested(
+        renewal_id=UUID(row.id),
+        occurred_at=row.created_at,
+        cohort=intake.cohort,
         veteran_id=request.veteranId,
-        ehr=verdict.ehr,
-        prescription=rx,
-        oh_stations=[f.stationNumber for f in request.facilities if f.ehr is Ehr.ORACLE_HEALTH],
-        vista_stations=[f.stationNumber for f in request.facilities if f.ehr is Ehr.VISTA],
+        ehr=intake.eligibility.ehr,
+        prescription=request.prescription,
+        oh_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.ORACLE_HEALTH],
+        vista_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.VISTA],
     )
-    row.requested_event = event.model_dump(mode="json")
-    row.open_key = ledger.open_key(request.veteranId, rx.prescriptionId)
-    row.publishing_since = now
-    row.status = Status.ACCEPTED.value
-    row.status_since = now
-    return row
 
 
 def _refusal_step(row: RenewalRow, refusal: Refusal) -> StepRow:
@@ -211,23 +249,10 @@ def _refusal_step(row: RenewalRow, refusal: Refusal) -> StepRow:
     )
 
 
-async def _mark_published(sessions: Sessions, event: RenewalRequested) -> None:
-    async with sessions.begin() as session:
-        row = await session.get(RenewalRow, str(event.renewal_id))
-        if row is None:
-            return
-        row.published_at = row.published_at or _now()
-        await _record(
-            session, row, event.event_id, StepRecord(Step.REQUESTED, Tool.MEDS, event.occurred_at)
-        )
-
-
 async def _record(
     session: AsyncSession, row: RenewalRow, event_id: UUID, step: StepRecord
-) -> domain.JourneyState | None:
-    """Add the step (once per event id) and bring the renewal's status up to date."""
-    if await session.get(StepRow, str(event_id)) is not None:
-        return None
+) -> domain.JourneyState:
+    """Add the step and bring the renewal's status up to date."""
     session.add(
         StepRow(
             event_id=str(event_id),
@@ -256,30 +281,37 @@ async def _record(
 @dataclass(frozen=True)
 class Recorded:
     renewal_id: UUID
-    step: Step
+    record: StepRecord
     status: Status
+    ehr: Ehr
+    cohort: Cohort
+    first_of_step: bool
+    """The renewal reached this step for the first time (the funnel counts it once)."""
 
 
 async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded | None:
-    """Record the step a downstream event reports; None when it is about no renewal of ours or was
-    recorded before."""
+    """Record the step an event reports, with its id in the inbox, in one transaction; None when it
+    is about no renewal of ours or was processed before."""
     observed = domain.observed_step(event)
     if observed is None:
         return None
+    step = observed.record
     async with sessions.begin() as session:
         row = await session.get(RenewalRow, str(observed.renewal_id))
-        if row is None:
+        if row is None or not await first_time(session, LEDGER_GROUP, observed.event_id):
             return None
-        state = await _record(session, row, observed.event_id, observed.record)
-    if state is None:
-        return None
-    return Recorded(observed.renewal_id, observed.record.step, state.status)
+        first_of_step = not await ledger.reached_before(session, row.id, step.step.value)
+        state = await _record(session, row, observed.event_id, step)
+    return Recorded(
+        observed.renewal_id, step, state.status, Ehr(row.ehr), Cohort(row.cohort), first_of_step
+    )
 
 
 @dataclass(frozen=True)
 class Stall:
     renewal_id: UUID
     ehr: Ehr
+    cohort: Cohort
     waiting: domain.Waiting
     since: datetime
 
@@ -298,7 +330,9 @@ async def mark_stalled(sessions: Sessions, now: datetime, after: timedelta) -> l
             row.stalled_at = now
             row.stalled_step = waiting.step.value
             row.stalled_tool = waiting.tool.value
-            stalls.append(Stall(UUID(row.id), Ehr(row.ehr), waiting, row.status_since))
+            stalls.append(
+                Stall(UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), waiting, row.status_since)
+            )
     return stalls
 
 
@@ -324,3 +358,16 @@ async def journey_for_key(sessions: Sessions, idempotency_key: str) -> Journey |
     async with sessions() as session:
         row = await ledger.by_idempotency_key(session, idempotency_key)
     return None if row is None else await journey(sessions, UUID(row.id))
+
+
+async def renewals(
+    sessions: Sessions, statuses: frozenset[Status], since: datetime | None, limit: int
+) -> list[Journey]:
+    """Renewals shown in one of ``statuses`` (all when empty) since ``since``, most recent first."""
+    async with sessions() as session:
+        rows = await ledger.listed(session, statuses, since, limit)
+        steps = await ledger.steps_of_each(session, [row.id for row in rows])
+    return [
+        Journey(row, steps[row.id], domain.journey([step.record for step in steps[row.id]]))
+        for row in rows
+    ]

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from plumbing.auth import AuthSettings, issue_service_token
 from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from plumbing.flags import FlagFile
 from plumbing.logs import configure_logging
@@ -25,6 +27,11 @@ from services.messaging.app import create_app as messaging_app
 from services.renewal.app import RenewalSettings
 from services.renewal.app import create_app as renewal_app
 from services.renewal.entrypoints import IDENTITY as RENEWAL
+
+MEDICATIONS_APP = {
+    "Authorization": f"Bearer {issue_service_token(AuthSettings(), ttl=timedelta(days=1))}"
+}
+"""The renewal service's client calls as the Medications app, with its service token."""
 
 STALL_AFTER_SECONDS = 3.0
 """The renewal ledger's stall timeout in these tests."""
@@ -83,7 +90,11 @@ async def flow(
             manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
             transport = httpx.ASGITransport(app=manager.app)
             clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+                httpx.AsyncClient(
+                    transport=transport,
+                    base_url=f"http://{name}",
+                    headers=MEDICATIONS_APP if name == "renewal" else None,
+                )
             )
         yield Flow(
             kafka_bootstrap, **clients, spans=spans, log_stream=log_stream, apps=apps, flags=flags

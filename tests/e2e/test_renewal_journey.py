@@ -1,5 +1,5 @@
 """The renewal service end to end on the real broker: ingress over HTTP and Kafka, idempotency,
-refusals, and the journey ledger following each renewal through SM."""
+refusals, the journey ledger following each renewal through SM, and the SRE's list of renewals."""
 
 import json
 from collections.abc import Callable
@@ -11,7 +11,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from plumbing.publishing import KafkaPublisher
 from schemas import topics
 from schemas.events import MessageSendFailed
 from schemas.vocabulary import Ehr
@@ -121,6 +120,7 @@ def about(renewal_id: str) -> Callable[[dict[str, Any]], bool]:
 async def test_an_eligible_request_reaches_the_ledger_as_requested_then_drafted(flow: Flow) -> None:
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["status"] == "accepted"
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
 
     found = await eventually(reached(flow, renewal_id, "drafted"))
@@ -130,6 +130,7 @@ async def test_an_eligible_request_reaches_the_ledger_as_requested_then_drafted(
     assert times == sorted(times)
     assert found["trace_id"] == trace_id
     assert (found["source"], found["ehr"], found["open"]) == ("http", "vista", True)
+    assert found["cohort"] == flow.apps["renewal"].state.flags.cohort(VETERAN)
     assert found["failure"] is None and found["stalled"] is None
 
 
@@ -311,20 +312,17 @@ async def test_a_dead_letter_about_a_renewal_is_a_step_of_its_journey(flow: Flow
     assert (await journey(flow, renewal_id))["status"] == "drafted", "it blocks no awaited step"
 
 
-async def test_a_renewal_whose_next_step_does_not_come_is_stalled(flow: Flow) -> None:
-    """Kafka refuses the publish (the renewal is saved): after the stall timeout the ledger says the
-    renewal is stalled on meds; the same request again publishes it and the stall clears."""
-    renewal = flow.apps["renewal"]
-    body, key = renewal_request(), {"Idempotency-Key": str(uuid4())}
-    working = renewal.state.publish
-    renewal.state.publish = KafkaPublisher(KafkaBroker("127.0.0.1:9"))
-    try:
-        not_queued = await flow.renewal.post("/v1/renewals", json=body, headers=key)
-    finally:
-        renewal.state.publish = working
-    assert not_queued.status_code == 503
-    assert not_queued.json()["code"] == "not_queued"
-    renewal_id = not_queued.json()["renewal_id"]
+async def test_a_renewal_whose_event_does_not_reach_kafka_is_stalled_on_meds(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka refuses every publish of the outbox relay: the renewal is saved with its event staged
+    (202), after the stall timeout the ledger says it is stalled on meds, and once Kafka takes the
+    event again the renewal moves on and the stall clears."""
+    relay = flow.apps["renewal"].state.relay
+    monkeypatch.setattr(relay, "_broker", KafkaBroker("127.0.0.1:9"))
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
+    assert (accepted.status_code, accepted.json()["status"]) == (202, "accepted")
+    renewal_id = accepted.json()["renewal_id"]
 
     found = await eventually(reached(flow, renewal_id, "stalled"), within=STALL_AFTER_SECONDS * 5)
     assert found["stalled"]["tool"] == "meds"
@@ -336,9 +334,12 @@ async def test_a_renewal_whose_next_step_does_not_come_is_stalled(flow: Flow) ->
         if line.get("event") == "renewal stalled" and line.get("renewal_id") == renewal_id
     ]
     assert stall_logs and stall_logs[0]["owner"] == "meds"
+    listed = await flow.renewal.get("/v1/renewals", params={"status": "stalled", "since": "5m"})
+    [stalled] = [r for r in listed.json()["renewals"] if r["renewal_id"] == renewal_id]
+    assert stalled["stalled"]["tool"] == "meds"
 
-    retried = await flow.renewal.post("/v1/renewals", json=body, headers=key)
-    assert (retried.status_code, retried.json()["renewal_id"]) == (202, renewal_id)
+    monkeypatch.undo()
+    relay.notify()
 
     async def moving_again() -> dict[str, Any] | None:
         found = await journey(flow, renewal_id)
@@ -347,3 +348,63 @@ async def test_a_renewal_whose_next_step_does_not_come_is_stalled(flow: Flow) ->
     found = await eventually(moving_again)
     assert found["steps"][0]["step"] == "requested"
     assert found["stalled"] is None
+
+
+async def test_failed_renewals_are_listed_with_the_tool_step_and_error_that_failed_them(
+    flow: Flow,
+) -> None:
+    refused = await flow.renewal.post(
+        "/v1/renewals", json=renewal_request(dispStatus="Discontinued")
+    )
+    no_team = await flow.renewal.post("/v1/renewals", json=renewal_request(UNKNOWN_TO_SM))
+    fine = await flow.renewal.post("/v1/renewals", json=renewal_request())
+    await eventually(reached(flow, no_team.json()["renewal_id"], "care_team_unavailable"))
+    await eventually(reached(flow, fine.json()["renewal_id"], "drafted"))
+
+    response = await flow.renewal.get(
+        "/v1/renewals", params={"status": "failed,stalled", "since": "10m", "limit": 500}
+    )
+
+    assert response.status_code == 200, response.text
+    listed = {r["renewal_id"]: r for r in response.json()["renewals"]}
+    assert fine.json()["renewal_id"] not in listed
+    unavailable = listed[no_team.json()["renewal_id"]]
+    assert unavailable["status"] == "care_team_unavailable"
+    assert unavailable["failure"] == {
+        "tool": "sm",
+        "step": "care_team_unavailable",
+        "error_code": "no_associations",
+    }
+    assert unavailable["trace_id"] == no_team.json()["trace_id"]
+    assert (unavailable["ehr"], unavailable["stalled"]) == ("vista", None)
+    assert unavailable["cohort"] == flow.apps["renewal"].state.flags.cohort(UNKNOWN_TO_SM)
+    assert listed[refused.json()["renewal_id"]]["failure"] == {
+        "tool": "meds",
+        "step": "refused",
+        "error_code": "discontinued",
+    }
+    times = [r["updated_at"] for r in response.json()["renewals"]]
+    assert times == sorted(times, reverse=True), "most recent first"
+    assert all(r["status"] in FAILED_OR_STALLED for r in listed.values())
+
+    one = await flow.renewal.get("/v1/renewals", params={"status": "failed", "limit": 1})
+    assert len(one.json()["renewals"]) == 1
+    future = await flow.renewal.get("/v1/renewals", params={"since": "2999-01-01T00:00:00Z"})
+    assert future.json()["renewals"] == []
+
+
+FAILED_OR_STALLED = {"refused", "care_team_unavailable", "send_failed", "dead_lettered", "stalled"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"status": "failed,lost"}, {"since": "yesterday"}, {"limit": 0}],
+    ids=["unknown status", "unreadable since", "limit below 1"],
+)
+async def test_a_bad_list_query_gets_a_422_that_says_what_to_fix(
+    flow: Flow, params: dict[str, Any]
+) -> None:
+    response = await flow.renewal.get("/v1/renewals", params=params)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+    assert response.json()["message"].startswith("Fix the request")

@@ -15,10 +15,12 @@ from schemas.events import (
     DraftDeleted,
     MessageSendFailed,
     MessageSent,
+    RenewalRequested,
 )
 from schemas.records import Prescription
 from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
 from services.renewal.domain import (
+    FAILED,
     Failure,
     JourneyState,
     LedgerEvent,
@@ -28,7 +30,10 @@ from services.renewal.domain import (
     Waiting,
     journey,
     observed_step,
+    outcome_of,
+    since_named,
     stalled,
+    statuses_named,
 )
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -201,6 +206,13 @@ def dead_letter(key: bytes | None) -> DeadLetter:
 
 OBSERVED: list[tuple[str, LedgerEvent, tuple[Step, Tool, str | None]]] = [
     (
+        "the renewal's own request, read back from Kafka",
+        RenewalRequested(
+            renewal_id=RENEWAL, veteran_id="v", ehr=Ehr.VISTA, prescription=PRESCRIPTION
+        ),
+        (Step.REQUESTED, MEDS, None),
+    ),
+    (
         "care teams resolved",
         CareTeamsResolved(
             renewal_id=RENEWAL,
@@ -301,3 +313,59 @@ def test_a_send_failure_keeps_whether_it_may_be_retried(retryable: bool) -> None
     observed = observed_step(failed)
     assert observed is not None
     assert observed.record.retryable is retryable
+
+
+@pytest.mark.parametrize(
+    ("step", "outcome"),
+    [
+        (Step.REQUESTED, "success"),
+        (Step.CARE_TEAM_RESOLVED, "success"),
+        (Step.DRAFT_CREATED, "success"),
+        (Step.DRAFT_DELETED, "success"),
+        (Step.MESSAGE_SENT, "success"),
+        (Step.REFUSED, "failure"),
+        (Step.CARE_TEAM_UNAVAILABLE, "failure"),
+        (Step.MESSAGE_SEND_FAILED, "failure"),
+        (Step.DEAD_LETTERED, "failure"),
+    ],
+)
+def test_a_step_that_fails_the_renewal_is_a_failure_of_its_tool(step: Step, outcome: str) -> None:
+    assert outcome_of(step) == outcome
+
+
+def test_failed_names_every_status_a_tool_failed_the_renewal_in() -> None:
+    failed = {
+        Status.REFUSED,
+        Status.CARE_TEAM_UNAVAILABLE,
+        Status.SEND_FAILED,
+        Status.DEAD_LETTERED,
+    }
+    assert statuses_named("failed") == failed == FAILED
+    assert statuses_named("failed,stalled") == failed | {Status.STALLED}
+    assert statuses_named("sent, drafted") == {Status.SENT, Status.DRAFTED}
+    with pytest.raises(ValueError, match="unknown status 'lost'"):
+        statuses_named("failed,lost")
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        ("90s", T0 - timedelta(seconds=90)),
+        ("30m", T0 - timedelta(minutes=30)),
+        ("1h", T0 - timedelta(hours=1)),
+        ("7d", T0 - timedelta(days=7)),
+        ("2w", T0 - timedelta(weeks=2)),
+        ("2026-05-31T08:00:00Z", datetime(2026, 5, 31, 8, tzinfo=UTC)),
+        ("2026-05-31T08:00:00-05:00", datetime(2026, 5, 31, 13, tzinfo=UTC)),
+        ("2026-05-31T08:00:00", datetime(2026, 5, 31, 8, tzinfo=UTC)),
+        ("2026-05-31", datetime(2026, 5, 31, tzinfo=UTC)),
+    ],
+)
+def test_since_is_a_duration_back_from_now_or_a_time(since: str, expected: datetime) -> None:
+    assert since_named(since, T0) == expected
+
+
+@pytest.mark.parametrize("since", ["1 hour", "-1h", "1y", "yesterday", ""])
+def test_an_unreadable_since_is_refused(since: str) -> None:
+    with pytest.raises(ValueError, match="neither a duration"):
+        since_named(since, T0)

@@ -1,14 +1,14 @@
 """The journey ledger in SQL (SQLite by default, PostgreSQL by URL), via SQLAlchemy 2.
 
 One row per renewal request (accepted or refused) and one per step it reached. A step's primary key
-is the id of the event that recorded it, so an event delivered twice is recorded once.
+is the id of the event that recorded it; the ledger consumer also records each event id in the inbox
+(plumbing.outbox), in the same transaction.
 """
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CursorResult, ForeignKey, String, or_, select, update
+from sqlalchemy import Boolean, ColumnElement, ForeignKey, String, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -31,20 +31,18 @@ class RenewalRow(Base):
     veteran_id: Mapped[str] = mapped_column(String(64), index=True)
     prescription_id: Mapped[str] = mapped_column(String(64))
     ehr: Mapped[str] = mapped_column(String(16))
+    cohort: Mapped[str] = mapped_column(String(8))
+    """The rollout cohort (new / base), evaluated once, when the request came in."""
     source: Mapped[str] = mapped_column(String(8))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     open_key: Mapped[str | None] = mapped_column(String(130), unique=True)
     refusal: Mapped[str | None] = mapped_column(String(64))
-    requested_event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     trace_id: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True)
     status_since: Mapped[datetime] = mapped_column(UtcDateTime)
     """When the ledger saw the renewal reach its status: the stall clock starts there, so a step
     published late (or recorded late) is not blamed on the tool that owns the next one."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    publishing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    """Set while one request publishes the renewal's event, so a concurrent repeat doesn't."""
     stalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     stalled_step: Mapped[str | None] = mapped_column(String(32))
     stalled_tool: Mapped[str | None] = mapped_column(String(8))
@@ -91,6 +89,16 @@ async def open_renewal(session: AsyncSession, key: str) -> RenewalRow | None:
     return found.first()
 
 
+async def reached_before(session: AsyncSession, renewal_id: str, step: str) -> bool:
+    """Whether the renewal has a recorded ``step`` already (from another event)."""
+    found = await session.scalars(
+        select(StepRow.event_id)
+        .where(StepRow.renewal_id == renewal_id, StepRow.step == step)
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 async def steps_of(session: AsyncSession, renewal_id: str) -> Sequence[StepRow]:
     found = await session.scalars(
         select(StepRow)
@@ -114,21 +122,42 @@ async def waiting_since_before(
     return found.all()
 
 
-async def claim_publish(
-    session: AsyncSession, renewal_id: str, now: datetime, lease: timedelta
-) -> bool:
-    """Take the right to publish an unpublished renewal, unless another request holds it (for less
-    than ``lease``)."""
-    result = await session.execute(
-        update(RenewalRow)
-        .where(
-            RenewalRow.id == renewal_id,
-            RenewalRow.published_at.is_(None),
-            or_(
-                RenewalRow.publishing_since.is_(None),
-                RenewalRow.publishing_since < now - lease,
-            ),
-        )
-        .values(publishing_since=now)
+def updated_at() -> ColumnElement[datetime]:
+    """When a renewal reached its status as the ledger shows it (for a stall: when it was marked)."""
+    return func.coalesce(RenewalRow.stalled_at, RenewalRow.status_since)
+
+
+async def listed(
+    session: AsyncSession,
+    statuses: frozenset[Status],
+    since: datetime | None,
+    limit: int,
+) -> Sequence[RenewalRow]:
+    """Renewals shown in one of ``statuses`` (all when empty) that got there at or after ``since``,
+    most recent first. A stalled renewal is shown as ``stalled``, whatever status it waits in."""
+    query = select(RenewalRow)
+    if statuses:
+        plain = [status.value for status in statuses if status is not Status.STALLED]
+        shown = [and_(RenewalRow.stalled_at.is_(None), RenewalRow.status.in_(plain))]
+        if Status.STALLED in statuses:
+            shown.append(RenewalRow.stalled_at.is_not(None))
+        query = query.where(or_(*shown))
+    if since is not None:
+        query = query.where(updated_at() >= since)
+    found = await session.scalars(query.order_by(updated_at().desc()).limit(limit))
+    return found.all()
+
+
+async def steps_of_each(
+    session: AsyncSession, renewal_ids: Sequence[str]
+) -> dict[str, list[StepRow]]:
+    """The steps of each renewal in ``renewal_ids``, in order."""
+    steps: dict[str, list[StepRow]] = {renewal_id: [] for renewal_id in renewal_ids}
+    found = await session.scalars(
+        select(StepRow)
+        .where(StepRow.renewal_id.in_(renewal_ids))
+        .order_by(StepRow.occurred_at, StepRow.recorded_at)
     )
-    return isinstance(result, CursorResult) and result.rowcount == 1
+    for step in found:
+        steps[step.renewal_id].append(step)
+    return steps

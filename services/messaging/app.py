@@ -8,9 +8,11 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
 from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
-from plumbing.publishing import KafkaPublisher
+from plumbing.metrics import ServiceMetrics
+from plumbing.outbox import OutboxBase, OutboxRelay
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.messaging.adapters.storage import Base
@@ -20,9 +22,9 @@ from services.messaging.adapters.upstream import (
     SecureMessaging,
 )
 from services.messaging.domain import SmError
-from services.messaging.entrypoints import IDENTITY, http, sm_error_response, subscribers
+from services.messaging.entrypoints import http, sm_error_response, subscribers
 from services.messaging.handlers import Messaging, Sessions
-from services.messaging.settings import MessagingSettings
+from services.messaging.settings import IDENTITY, MessagingSettings
 
 
 def upstream_for(settings: MessagingSettings, sessions: Sessions) -> SecureMessaging:
@@ -45,22 +47,34 @@ def create_app(
     broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
+    relay = OutboxRelay(sessions, broker)
+    flags = FeatureFlags(settings.flags_file)
+    metrics = ServiceMetrics(IDENTITY)
     deps = Messaging(
         sessions=sessions,
-        publish=KafkaPublisher(broker),
         upstream=upstream_for(own, sessions),
         polling=own.poll_schedule(),
+        cohorts=flags,
+        notify=relay.notify,
     )
     broker.context.set_global("messaging", deps)
+    broker.context.set_global("metrics", metrics)
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
         await create_tables(engine, Base)
+        await create_tables(engine, OutboxBase)
         try:
             yield
         finally:
+            flags.close()
             await deps.upstream.close()
             await engine.dispose()
+
+    async def drain_outbox() -> None:
+        """Publish what the outbox still holds while the producer is open (on shutdown)."""
+        while await relay.relay_once():
+            continue
 
     app = service_app(
         IDENTITY,
@@ -73,8 +87,12 @@ def create_app(
             "Veteran's care team."
         ),
         resources=resources,
+        metrics=metrics,
+        background=[relay.run],
+        drain=[drain_outbox],
     )
     app.state.messaging = deps
+    app.state.flags = flags
     app.add_exception_handler(SmError, sm_error_response)
     app.include_router(http)
     return app

@@ -99,6 +99,14 @@ class SmError(Exception):
         self.message = message
         self.retryable = retryable
 
+    @property
+    def error_type(self) -> str:
+        """What failed, for a span's ``error.type``: SM refused the request (4xx) or failed it (5xx),
+        or the request has something the Veteran must fix."""
+        if not self.code.startswith("SM"):
+            return "request_refused"
+        return "sm_failed" if self.status >= 500 else "sm_refused"
+
 
 SM_ERRORS: dict[str, tuple[int, str, bool]] = {
     "SM119": (422, "That care team isn't one you can message. Choose another care team.", False),

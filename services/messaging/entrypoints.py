@@ -2,9 +2,17 @@
 
 Every HTTP call is the calling Veteran's (a bearer JWT): another Veteran's draft is not found (404).
 Errors answer ``{"code", "message"}``: SM's codes (domain.md section 5) or a code naming what to fix.
+
+Each call says on its span which step of which journey it is (``rxsm.step``, ``rxsm.renewal_id``,
+``rxsm.ehr``); a call on an existing draft links its span to the span that created the draft, so the
+Veteran's later edits and send join the renewal's trace. Drafts created, updated, deleted and messages
+sent are counted by status, EHR and cohort, and timed.
 """
 
-from datetime import datetime
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,46 +20,95 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from faststream import Context
 from faststream.kafka import KafkaRouter
+from opentelemetry.metrics import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from plumbing.auth import VeteranId
-from plumbing.broker import consumer_options
-from plumbing.identity import ServiceIdentity
+from plumbing.broker import subscribe
 from plumbing.logs import get_logger
-from plumbing.telemetry import annotate, current_trace_id
+from plumbing.metrics import ServiceMetrics
+from plumbing.telemetry import annotate, current_trace_id, record_failure
 from schemas import topics
 from schemas.events import CareTeamsOutcome, CareTeamsResolved, Platform, TeamSelection
 from schemas.records import CareSystem
-from schemas.vocabulary import Category, Ehr, PickerKind, Tool
+from schemas.vocabulary import Category, Cohort, Ehr, PickerKind
 from services.messaging import handlers
 from services.messaging.adapters.storage import DraftRow
+from services.messaging.adapters.tracing import link_to
 from services.messaging.domain import DraftEdit, SmError
 from services.messaging.handlers import Messaging, NewMessage
+from services.messaging.settings import IDENTITY
 
-IDENTITY = ServiceIdentity("messaging", Tool.SM)
 log = get_logger(IDENTITY)
+
+UNKNOWN = "unknown"
+"""A metric label whose value the call never learnt (e.g. the EHR of a draft that does not exist)."""
+
+Labels = dict[str, str]
+
+
+def _labels(draft: DraftRow) -> Labels:
+    return {"ehr": draft.ehr or UNKNOWN, "cohort": draft.cohort}
+
+
+@contextmanager
+def _measured(
+    counter: Counter, ok: int, latency: Histogram, step: str, source: str = "http"
+) -> Iterator[Labels]:
+    """Count one call by status (``ok``, the refusal's HTTP status, or 500), EHR and cohort, and time
+    it; the call fills in the EHR and cohort labels it yields as it learns them."""
+    labels = {"ehr": UNKNOWN, "cohort": UNKNOWN}
+    started = time.perf_counter()
+    status = "500"
+    try:
+        yield labels
+        status = str(ok)
+    except SmError as error:
+        status = str(error.status)
+        raise
+    finally:
+        counted = {**labels, "status": status}
+        counter.add(1, counted)
+        latency.record(time.perf_counter() - started, {**counted, "step": step, "source": source})
 
 
 async def on_care_teams(
-    event: CareTeamsOutcome, deps: Annotated[Messaging, Context("messaging")]
+    event: CareTeamsOutcome,
+    deps: Annotated[Messaging, Context("messaging")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
     """A resolved renewal gets its prefilled draft; "no care team" needs nothing from SM here."""
     if not isinstance(event, CareTeamsResolved):
         return
-    annotate("draft.create", renewal_id=event.renewal_id, ehr=event.ehr)
-    created = await handlers.create_renewal_draft(event, deps)
+    step = "draft.create"
+    annotate(step, renewal_id=event.renewal_id, ehr=event.ehr)
+    labels = {"ehr": str(event.ehr), "cohort": str(event.cohort or UNKNOWN)}
+    try:
+        created = await handlers.create_renewal_draft(event, deps)
+    except Exception as error:
+        code = error.code if isinstance(error, SmError) else "SM99"
+        record_failure(type(error).__name__, IDENTITY.tool, code)
+        metrics.drafts_created.add(1, {**labels, "status": code})
+        log.warning("draft not created", step=step, renewal_id=str(event.renewal_id), code=code)
+        raise
+    if created is None:
+        log.info("care teams already handled", step=step, renewal_id=str(event.renewal_id))
+        return
+    labels["cohort"] = str(created.cohort)
+    metrics.drafts_created.add(1, {**labels, "status": "success"})
+    metrics.draft_latency.record(
+        (datetime.now(UTC) - event.occurred_at).total_seconds(),
+        {**labels, "status": "success", "step": step, "source": "care_teams"},
+    )
     log.info(
-        "draft created",
-        step="draft.create",
-        renewal_id=str(event.renewal_id),
-        draft_id=str(created.draft_id),
+        "draft created", step=step, renewal_id=str(event.renewal_id), draft_id=str(created.draft_id)
     )
 
 
 def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
-    router.subscriber(topics.CARE_TEAMS, **consumer_options(IDENTITY))(on_care_teams)
+    subscribe(router, topics.CARE_TEAMS, on_care_teams, IDENTITY)
     return router
 
 
@@ -136,7 +193,13 @@ async def messaging(request: Request) -> Messaging:
     return deps
 
 
+async def service_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
 Deps = Annotated[Messaging, Depends(messaging)]
+Metrics = Annotated[ServiceMetrics, Depends(service_metrics)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such draft for this Veteran (SM904)."}
@@ -152,8 +215,9 @@ SEND_FAILED: dict[int | str, dict[str, Any]] = {
 
 
 async def sm_error_response(_: Request, error: Exception) -> JSONResponse:
-    """An ``SmError`` as its HTTP status and ``{"code", "message"}``."""
+    """An ``SmError`` as its HTTP status and ``{"code", "message"}``; the span says it failed."""
     assert isinstance(error, SmError)
+    record_failure(error.error_type, IDENTITY.tool, error.code)
     log.info("request refused", code=error.code, status=error.status)
     return JSONResponse(
         status_code=error.status, content={"code": error.code, "message": error.message}
@@ -177,33 +241,55 @@ def _draft(row: DraftRow) -> Draft:
     )
 
 
+async def _journey(step: str, draft_id: UUID, veteran_id: str, deps: Messaging) -> Labels:
+    """Name ``step`` and the draft's journey on the current span, link the span to the one that
+    created the draft, and return the draft's metric labels (nothing when there is no such draft)."""
+    draft = await handlers.find_draft(draft_id, veteran_id, deps)
+    if draft is None:
+        annotate(step)
+        return {}
+    annotate(step, renewal_id=draft.renewal_id, ehr=draft.ehr)
+    link_to(draft.traceparent, "draft.create")
+    return _labels(draft)
+
+
 @http.post(
     "/drafts", status_code=201, response_model=Draft, responses=REFUSED, tags=["new message"]
 )
-async def start_message(new: NewDraft, veteran_id: VeteranId, deps: Deps) -> Draft:
-    """Start a general new message to a care team the Veteran picked."""
-    annotate("draft.create")
-    draft = await handlers.start_message(
-        veteran_id,
-        NewMessage(
-            recipient_id=new.recipient_id,
-            team_selection=new.team_selection,
-            category=new.category,
-            subject=new.subject,
-            body=new.body,
-            platform=new.platform,
-        ),
-        deps,
-    )
-    annotate("draft.create", ehr=draft.ehr)
-    log.info("draft created", step="draft.create", draft_id=draft.id, ehr=draft.ehr)
+async def start_message(
+    new: NewDraft, veteran_id: VeteranId, deps: Deps, metrics: Metrics
+) -> Draft:
+    """Start a general new message to a care team the Veteran picked, in the Veteran's cohort."""
+    step = "draft.create"
+    annotate(step)
+    with _measured(metrics.drafts_created, 201, metrics.draft_latency, step) as labels:
+        cohort = Cohort(deps.cohorts.cohort(veteran_id))
+        labels["cohort"] = cohort.value
+        draft = await handlers.start_message(
+            veteran_id,
+            NewMessage(
+                recipient_id=new.recipient_id,
+                team_selection=new.team_selection,
+                category=new.category,
+                subject=new.subject,
+                body=new.body,
+                platform=new.platform,
+                cohort=cohort,
+            ),
+            deps,
+        )
+        labels.update(_labels(draft))
+    annotate(step, ehr=draft.ehr)
+    log.info("draft created", step=step, draft_id=draft.id, ehr=draft.ehr)
     return _draft(draft)
 
 
 @http.get("/drafts/{draft_id}", response_model=Draft, responses=NOT_FOUND)
 async def get_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     """One of the calling Veteran's drafts."""
-    return _draft(await handlers.get_draft(draft_id, veteran_id, deps))
+    draft = await handlers.get_draft(draft_id, veteran_id, deps)
+    annotate("draft.read", renewal_id=draft.renewal_id, ehr=draft.ehr)
+    return _draft(draft)
 
 
 @http.put(
@@ -216,29 +302,40 @@ async def get_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     },
 )
 async def edit_draft(
-    draft_id: UUID, changes: DraftChanges, veteran_id: VeteranId, deps: Deps
+    draft_id: UUID, changes: DraftChanges, veteran_id: VeteranId, deps: Deps, metrics: Metrics
 ) -> Draft:
     """Change the draft's care team, subject or body (auto-save)."""
-    edit = DraftEdit(**changes.model_dump())
-    draft = await handlers.edit_draft(draft_id, veteran_id, edit, deps)
-    annotate("draft.update", renewal_id=draft.renewal_id, ehr=draft.ehr)
-    log.info("draft updated", step="draft.update", draft_id=draft.id, renewal_id=draft.renewal_id)
+    step = "draft.update"
+    with _measured(metrics.drafts_updated, 200, metrics.draft_latency, step) as labels:
+        labels.update(await _journey(step, draft_id, veteran_id, deps))
+        edit = DraftEdit(**changes.model_dump())
+        draft = await handlers.edit_draft(draft_id, veteran_id, edit, deps)
+        labels.update(_labels(draft))
+    annotate(step, renewal_id=draft.renewal_id, ehr=draft.ehr)
+    log.info("draft updated", step=step, draft_id=draft.id, renewal_id=draft.renewal_id)
     return _draft(draft)
 
 
 @http.delete("/drafts/{draft_id}", status_code=204, responses=NOT_FOUND)
-async def delete_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Response:
+async def delete_draft(
+    draft_id: UUID, veteran_id: VeteranId, deps: Deps, metrics: Metrics
+) -> Response:
     """Delete the draft; it is gone for good."""
-    await handlers.delete_draft(draft_id, veteran_id, deps)
-    annotate("draft.delete")
-    log.info("draft deleted", step="draft.delete", draft_id=str(draft_id))
+    step = "draft.delete"
+    with _measured(metrics.drafts_deleted, 204, metrics.draft_latency, step) as labels:
+        labels.update(await _journey(step, draft_id, veteran_id, deps))
+        await handlers.delete_draft(draft_id, veteran_id, deps)
+    log.info("draft deleted", step=step, draft_id=str(draft_id))
     return Response(status_code=204)
 
 
 @http.get("/renewals/{renewal_id}/draft", response_model=Draft, responses=NOT_FOUND)
 async def get_renewal_draft(renewal_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     """The prefilled draft of one of the calling Veteran's renewals."""
-    return _draft(await handlers.get_renewal_draft(renewal_id, veteran_id, deps))
+    annotate("draft.read", renewal_id=renewal_id)
+    draft = await handlers.get_renewal_draft(renewal_id, veteran_id, deps)
+    annotate("draft.read", ehr=draft.ehr)
+    return _draft(draft)
 
 
 @http.get("/renewals/{renewal_id}/care-teams", response_model=CareTeamChoice, responses=NOT_FOUND)
@@ -246,7 +343,9 @@ async def get_renewal_care_teams(
     renewal_id: UUID, veteran_id: VeteranId, deps: Deps
 ) -> CareTeamChoice:
     """The care teams the renewal draft may be addressed to, grouped by care system."""
+    annotate("draft.care_teams", renewal_id=renewal_id)
     draft = await handlers.get_renewal_draft(renewal_id, veteran_id, deps)
+    annotate("draft.care_teams", ehr=draft.ehr)
     return CareTeamChoice(
         renewal_id=renewal_id,
         draft_id=UUID(draft.id),
@@ -263,21 +362,28 @@ async def get_renewal_care_teams(
     responses={**NOT_FOUND, **REFUSED, **SEND_FAILED},
 )
 async def send_draft(
-    draft_id: UUID, veteran_id: VeteranId, deps: Deps, options: SendOptions | None = None
+    draft_id: UUID,
+    veteran_id: VeteranId,
+    deps: Deps,
+    metrics: Metrics,
+    options: SendOptions | None = None,
 ) -> Sent:
     """Send the draft to its care team; sending the same draft again returns the same message."""
-    annotate("message.send")
-    try:
-        sent = await handlers.send_draft(
-            draft_id, veteran_id, options.platform if options else None, deps
-        )
-    except SmError as error:
-        log.warning("send failed", step="message.send", code=error.code, draft_id=str(draft_id))
-        raise
-    annotate("message.send", renewal_id=sent.renewal_id, ehr=sent.ehr)
+    step = "message.send"
+    with _measured(metrics.messages_sent, 200, metrics.send_latency, step) as labels:
+        labels.update(await _journey(step, draft_id, veteran_id, deps))
+        try:
+            sent = await handlers.send_draft(
+                draft_id, veteran_id, options.platform if options else None, deps
+            )
+        except SmError as error:
+            log.warning("send failed", step=step, code=error.code, draft_id=str(draft_id))
+            raise
+        labels["ehr"] = sent.ehr.value
+    annotate(step, renewal_id=sent.renewal_id, ehr=sent.ehr)
     log.info(
         "message sent",
-        step="message.send",
+        step=step,
         renewal_id=str(sent.renewal_id),
         draft_id=str(draft_id),
         ehr=sent.ehr.value,

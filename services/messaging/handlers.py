@@ -1,23 +1,27 @@
 """Use cases of the messaging service: prefill the renewal draft, start a new message, edit, delete
 and send drafts, and read them.
 
-Each use case commits its database change first and publishes its event after. A redelivered event or
-a retried send finds the committed state and publishes the same event again (same event id), so
-consumers see at-least-once delivery and deduplicate by event id.
+Each use case stages its event in the outbox in the same transaction as its change (``stage``), and
+wakes the relay after the commit (``notify``): an event is published if and only if its change was
+committed. The care-teams consumer records each event id in the inbox in the same transaction as the
+draft it creates, so a redelivered event has no second effect.
 
 Sending is idempotent end to end: one send row per draft (its primary key) says where the send stands,
 and every call to SM carries the attempt's idempotency key, so a retried send, a double click or a crash
-between SM's answer and the commit all end in one message. The draft is gone once sent, as in SM.
+between SM's answer and the commit all end in one message, and one ``message.sent``. The draft is gone
+once sent, as in SM.
 """
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from plumbing.publishing import Publish
+from plumbing.outbox import first_time, stage
 from schemas.events import (
     CareTeamsResolved,
     DraftCreated,
@@ -29,10 +33,11 @@ from schemas.events import (
     TeamSelection,
 )
 from schemas.records import CareTeam
-from schemas.vocabulary import Category, Ehr
+from schemas.vocabulary import Category, Cohort, Ehr
 from services.messaging import domain
 from services.messaging.adapters import storage
 from services.messaging.adapters.storage import DraftRow, SendRow
+from services.messaging.adapters.tracing import current_traceparent
 from services.messaging.adapters.upstream import OutgoingMessage, SecureMessaging
 from services.messaging.domain import (
     DeliveryStatus,
@@ -44,18 +49,30 @@ from services.messaging.domain import (
     SendState,
     SmError,
 )
+from services.messaging.settings import IDENTITY
 
 Sessions = async_sessionmaker[AsyncSession]
+
+INBOX = IDENTITY.consumer_group
+"""The inbox name the care-teams consumer records processed event ids under (main and retry topics)."""
+
+
+class Cohorts(Protocol):
+    """The rollout cohort a Veteran is in now (``plumbing.flags.FeatureFlags``)."""
+
+    def cohort(self, veteran_id: str) -> str: ...
 
 
 @dataclass(frozen=True)
 class Messaging:
-    """What the use cases need: the database, the event publisher, SM, and how OH sends are polled."""
+    """What the use cases need: the database, SM, how OH sends are polled, the rollout cohorts, and
+    how to wake the outbox relay after a commit."""
 
     sessions: Sessions
-    publish: Publish
     upstream: SecureMessaging
     polling: PollSchedule
+    cohorts: Cohorts
+    notify: Callable[[], None]
 
 
 def _draft_fields(draft: DraftRow) -> dict[str, object]:
@@ -70,17 +87,12 @@ def _draft_fields(draft: DraftRow) -> dict[str, object]:
         "station_number": content.station_number,
         "team_selection": content.team_selection,
         "platform": content.platform,
+        "cohort": Cohort(draft.cohort),
     }
 
 
-def draft_created_event(draft: DraftRow) -> DraftCreated:
-    return DraftCreated.model_validate(
-        {
-            **_draft_fields(draft),
-            "event_id": UUID(draft.created_event_id),
-            "occurred_at": draft.created_at,
-        }
-    )
+def _created(draft: DraftRow) -> DraftCreated:
+    return DraftCreated.model_validate({**_draft_fields(draft), "occurred_at": draft.created_at})
 
 
 def _suggested_team(event: CareTeamsResolved) -> CareTeam | None:
@@ -91,38 +103,44 @@ def _suggested_team(event: CareTeamsResolved) -> CareTeam | None:
     return None
 
 
-async def create_renewal_draft(event: CareTeamsResolved, deps: Messaging) -> DraftCreated:
-    """The prefilled renewal draft, addressed to the suggested team (or to nobody yet); once per
-    renewal, even after the draft was sent or deleted."""
+async def create_renewal_draft(event: CareTeamsResolved, deps: Messaging) -> DraftCreated | None:
+    """The prefilled renewal draft, addressed to the suggested team (or to nobody yet), in the
+    journey's cohort; once per renewal, even after the draft was sent or deleted. None when this
+    event was processed already, or the renewal has its draft."""
     async with deps.sessions.begin() as session:
-        draft = await storage.draft_for_renewal(session, event.renewal_id)
-        if draft is None:
-            content = DraftContent(
-                renewal=True,
-                category=Category.MEDICATIONS,
-                subject=domain.RENEWAL_SUBJECT,
-                body=domain.renewal_body(event.prescription),
-                ehr=event.ehr,
-            )
-            team = _suggested_team(event)
-            if team is not None:
-                content = domain.addressed(content, team, TeamSelection.SUGGESTED)
-            draft = DraftRow(
-                id=str(uuid4()),
-                veteran_id=event.veteran_id,
-                renewal_id=str(event.renewal_id),
-                state=DraftState.OPEN.value,
-                prescription_id=event.prescription.prescriptionId,
-                care_systems=[system.model_dump(mode="json") for system in event.care_systems],
-                picker=event.picker.value,
-                suggested_team_id=event.suggested_team_id,
-                created_event_id=str(uuid4()),
-                created_at=event.occurred_at,
-            )
-            draft.hold(content)
-            session.add(draft)
-    created = draft_created_event(draft)
-    await deps.publish(created)
+        if not await first_time(session, INBOX, event.event_id):
+            return None
+        if await storage.draft_for_renewal(session, event.renewal_id) is not None:
+            return None
+        content = DraftContent(
+            renewal=True,
+            category=Category.MEDICATIONS,
+            subject=domain.RENEWAL_SUBJECT,
+            body=domain.renewal_body(event.prescription),
+            ehr=event.ehr,
+        )
+        team = _suggested_team(event)
+        if team is not None:
+            content = domain.addressed(content, team, TeamSelection.SUGGESTED)
+        cohort = event.cohort or Cohort(deps.cohorts.cohort(event.veteran_id))
+        draft = DraftRow(
+            id=str(uuid4()),
+            veteran_id=event.veteran_id,
+            renewal_id=str(event.renewal_id),
+            state=DraftState.OPEN.value,
+            prescription_id=event.prescription.prescriptionId,
+            care_systems=[system.model_dump(mode="json") for system in event.care_systems],
+            picker=event.picker.value,
+            suggested_team_id=event.suggested_team_id,
+            cohort=cohort.value,
+            traceparent=current_traceparent(),
+        )
+        draft.hold(content)
+        draft.created_at = draft.updated_at
+        session.add(draft)
+        created = _created(draft)
+        stage(session, created)
+    deps.notify()
     return created
 
 
@@ -136,6 +154,7 @@ class NewMessage:
     subject: str
     body: str
     platform: Platform | None
+    cohort: Cohort
 
 
 async def start_message(veteran_id: str, request: NewMessage, deps: Messaging) -> DraftRow:
@@ -158,12 +177,14 @@ async def start_message(veteran_id: str, request: NewMessage, deps: Messaging) -
             renewal_id=None,
             state=DraftState.OPEN.value,
             care_systems=[],
-            created_event_id=str(uuid4()),
+            cohort=request.cohort.value,
+            traceparent=current_traceparent(),
         )
         draft.hold(content)
         draft.created_at = draft.updated_at
         session.add(draft)
-    await deps.publish(draft_created_event(draft))
+        stage(session, _created(draft))
+    deps.notify()
     return draft
 
 
@@ -194,10 +215,11 @@ async def edit_draft(draft_id: UUID, veteran_id: str, edit: DraftEdit, deps: Mes
             draft.content(), edit, _offered(draft, recipients), recipients.blocked
         )
         draft.hold(content)
-    if changed:
-        await deps.publish(
-            DraftUpdated.model_validate({**_draft_fields(draft), "changed": changed})
-        )
+        if changed:
+            stage(
+                session, DraftUpdated.model_validate({**_draft_fields(draft), "changed": changed})
+            )
+    deps.notify()
     return draft
 
 
@@ -206,9 +228,9 @@ async def delete_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> None
         draft = await storage.open_draft(session, draft_id, veteran_id)
         if draft is None:
             raise domain.draft_not_found()
-        deleted = DraftDeleted.model_validate(_draft_fields(draft))
+        stage(session, DraftDeleted.model_validate(_draft_fields(draft)))
         draft.close(DraftState.DELETED)
-    await deps.publish(deleted)
+    deps.notify()
 
 
 async def get_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
@@ -217,6 +239,12 @@ async def get_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftRo
     if draft is None:
         raise domain.draft_not_found()
     return draft
+
+
+async def find_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow | None:
+    """The Veteran's draft in any state, for what a request on it is about (its journey)."""
+    async with deps.sessions() as session:
+        return await storage.owned_draft(session, draft_id, veteran_id)
 
 
 async def get_renewal_draft(renewal_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
@@ -243,6 +271,7 @@ def _sent_event(send: SendRow) -> MessageSent:
         category=Category(send.category),
         team_selection=TeamSelection(send.team_selection) if send.team_selection else None,
         platform=Platform(send.platform) if send.platform else None,
+        cohort=Cohort(send.cohort),
     )
 
 
@@ -259,6 +288,7 @@ def _failed_event(send: SendRow, error: SmError) -> MessageSendFailed:
         message_id=send.message_id,
         team_selection=TeamSelection(send.team_selection) if send.team_selection else None,
         platform=Platform(send.platform) if send.platform else None,
+        cohort=Cohort(send.cohort),
     )
 
 
@@ -367,20 +397,27 @@ async def _deliver(deps: Messaging, attempt: _Attempt) -> str:
 
 
 async def _record_sent(deps: Messaging, draft_id: str, message_id: str) -> MessageSent:
+    """The send is SENT and the draft gone, with ``message.sent`` staged, unless a concurrent send of
+    the same draft recorded it first."""
     async with deps.sessions.begin() as session:
-        if await storage.mark_sent(session, draft_id, message_id, uuid4()):
+        first = await storage.mark_sent(session, draft_id, message_id, uuid4())
+        if first:
             draft = await session.get(DraftRow, draft_id)
             if draft is not None:
                 draft.close(DraftState.SENT)
         send = await session.get(SendRow, draft_id, populate_existing=True)
         assert send is not None
-        return _sent_event(send)
+        sent = _sent_event(send)
+        if first:
+            stage(session, sent)
+    return sent
 
 
 async def _record_failure(
     deps: Messaging, draft_id: str, error: SmError
 ) -> MessageSent | MessageSendFailed:
-    """The failure, unless a concurrent send of the same draft has meanwhile sent it."""
+    """The failure, with ``message.send_failed`` staged, unless a concurrent send of the same draft
+    has meanwhile sent it."""
     async with deps.sessions.begin() as session:
         send = await session.get(SendRow, draft_id, populate_existing=True)
         assert send is not None
@@ -389,7 +426,9 @@ async def _record_failure(
         send.state = domain.state_after(error, SendState(send.state)).value
         send.error_code = error.code
         send.retryable = error.retryable
-        return _failed_event(send, error)
+        failed = _failed_event(send, error)
+        stage(session, failed)
+    return failed
 
 
 async def send_draft(
@@ -399,16 +438,15 @@ async def send_draft(
     failure it retries the same attempt, after any other failure it makes a new one."""
     attempt = await _claim(deps, draft_id, veteran_id, platform)
     if isinstance(attempt, MessageSent):
-        await deps.publish(attempt)
         return attempt
     try:
         message_id = await _deliver(deps, attempt)
     except SmError as error:
         outcome = await _record_failure(deps, attempt.message.draft_id, error)
-        await deps.publish(outcome)
+        deps.notify()
         if isinstance(outcome, MessageSendFailed):
             raise
         return outcome
     sent = await _record_sent(deps, attempt.message.draft_id, message_id)
-    await deps.publish(sent)
+    deps.notify()
     return sent

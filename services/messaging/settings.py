@@ -1,11 +1,16 @@
-"""The messaging service's own settings (``RXSM_*``), beside the ones every service reads."""
+"""The messaging service's identity and its own settings (``RXSM_*``), beside the ones every service
+reads."""
 
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.identity import ServiceIdentity
+from schemas.vocabulary import Tool
 from services.messaging.domain import PollSchedule
+
+IDENTITY = ServiceIdentity("messaging", Tool.SM)
 
 DEMO_SM_DATA = Path(__file__).resolve().parent.parent / "careteam" / "data" / "demo_directory.json"
 """The repo's demo SM "all recipients" data, the built-in SM's recipients by default."""

@@ -1,16 +1,24 @@
 """The messaging service's use cases on a real database: SQLite always, and PostgreSQL as well when
-``RXSM_TEST_DATABASE_URL`` names one (CI starts a throwaway cluster for it)."""
+``RXSM_TEST_DATABASE_URL`` names one (CI starts a throwaway cluster for it). On PostgreSQL these
+tests keep their tables in a schema of their own, so the end-to-end messaging service's outbox relay
+(on the same database) never publishes what they stage."""
 
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from plumbing.database import create_tables, make_engine, session_factory
-from schemas.events import Event
+from plumbing.outbox import OutboxBase, OutboxRow
+from schemas.events import Event, any_event
+from schemas.vocabulary import Cohort
 from services.messaging.adapters.storage import Base
 from services.messaging.adapters.upstream import BuiltinSecureMessaging, HttpSecureMessaging
 from services.messaging.domain import PollSchedule
@@ -19,6 +27,7 @@ from tests.messaging.fake_sm import FakeSm
 
 TEST_DATABASE_URL = os.environ.get("RXSM_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
+TEST_SCHEMA = "messaging_use_cases"
 
 VETERAN = "1012667122V019349"
 VISTA_TEAM = 1554001
@@ -60,26 +69,54 @@ ALL_TRIAGE_TEAMS: list[dict[str, Any]] = [
 """SM's ``alltriageteams`` answer for ``VETERAN``."""
 
 
-class RecordingPublish:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
+@dataclass
+class FixedCohorts:
+    """Every Veteran is in ``cohort`` (the feature flags, as the use cases see them)."""
 
-    async def __call__(self, event: Event, /) -> None:
-        self.events.append(event)
+    cohort_of_everyone: Cohort = Cohort.NEW
 
-    def of_type(self, event_type: str) -> list[Event]:
-        return [event for event in self.events if event.event_type == event_type]
+    def cohort(self, veteran_id: str) -> str:
+        return self.cohort_of_everyone.value
+
+
+@dataclass
+class Wakes:
+    """Counts how often the use cases woke the outbox relay."""
+
+    count: int = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+async def staged(deps: Messaging, draft_id: UUID, event_type: str | None = None) -> list[Event]:
+    """The events the use cases staged in the outbox for ``draft_id``, oldest first."""
+    async with deps.sessions() as session:
+        rows = await session.scalars(select(OutboxRow).order_by(OutboxRow.id))
+        events: list[Event] = [any_event.validate_json(row.value) for row in rows]
+    return [
+        event
+        for event in events
+        if getattr(event, "draft_id", None) == draft_id and event_type in (None, event.event_type)
+    ]
+
+
+def _engine(backend: str, tmp_path: Path) -> AsyncEngine:
+    if backend == "sqlite":
+        return make_engine(f"sqlite+aiosqlite:///{tmp_path}/messaging.db")
+    return create_async_engine(
+        str(TEST_DATABASE_URL), connect_args={"server_settings": {"search_path": TEST_SCHEMA}}
+    )
 
 
 @pytest.fixture(params=BACKENDS)
 async def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sessions]:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path}/messaging.db"
-        if request.param == "sqlite"
-        else str(TEST_DATABASE_URL)
-    )
-    engine = make_engine(url)
+    engine = _engine(request.param, tmp_path)
+    if request.param == "postgresql":
+        async with engine.begin() as connection:
+            await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}"))
     await create_tables(engine, Base)
+    await create_tables(engine, OutboxBase)
     try:
         yield session_factory(engine)
     finally:
@@ -101,9 +138,10 @@ def builtin(sessions: Sessions, recipients_file: Path) -> Messaging:
     """The use cases against the built-in SM."""
     return Messaging(
         sessions,
-        RecordingPublish(),
         BuiltinSecureMessaging(sessions, recipients_file),
         FAST_POLLING,
+        FixedCohorts(),
+        Wakes(),
     )
 
 
@@ -119,6 +157,6 @@ async def over_http(sessions: Sessions, fake_sm: FakeSm) -> AsyncIterator[Messag
     """The use cases against an SM-compatible API (the local fake), with a short timeout."""
     upstream = HttpSecureMessaging(fake_sm.url, timeout_seconds=0.5)
     try:
-        yield Messaging(sessions, RecordingPublish(), upstream, FAST_POLLING)
+        yield Messaging(sessions, upstream, FAST_POLLING, FixedCohorts(), Wakes())
     finally:
         await upstream.close()

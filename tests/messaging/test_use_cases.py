@@ -2,7 +2,6 @@
 delete, and send exactly once, VistA and Oracle Health, against the built-in SM and the HTTP one."""
 
 import asyncio
-from typing import cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -19,7 +18,7 @@ from schemas.events import (
     TeamSelection,
 )
 from schemas.records import CareSystem, CareTeam, Prescription
-from schemas.vocabulary import Category, Ehr, PickerKind
+from schemas.vocabulary import Category, Cohort, Ehr, PickerKind
 from services.messaging import handlers
 from services.messaging.adapters import storage
 from services.messaging.adapters.storage import SendRow
@@ -32,7 +31,7 @@ from tests.messaging.conftest import (
     OH_TEAM,
     VETERAN,
     VISTA_TEAM,
-    RecordingPublish,
+    staged,
 )
 from tests.messaging.fake_sm import FakeSm
 
@@ -78,12 +77,10 @@ def resolved(suggested: int | None = VISTA_TEAM) -> CareTeamsResolved:
     )
 
 
-def published(deps: Messaging) -> RecordingPublish:
-    return cast(RecordingPublish, deps.publish)
-
-
 async def renewal_draft(deps: Messaging, suggested: int | None = VISTA_TEAM) -> DraftCreated:
-    return await handlers.create_renewal_draft(resolved(suggested), deps)
+    created = await handlers.create_renewal_draft(resolved(suggested), deps)
+    assert created is not None
+    return created
 
 
 async def new_message(deps: Messaging, recipient_id: int) -> UUID:
@@ -96,6 +93,7 @@ async def new_message(deps: Messaging, recipient_id: int) -> UUID:
             subject="Moving my appointment",
             body="Can we move it to the afternoon?",
             platform=Platform.MOBILE,
+            cohort=Cohort.NEW,
         ),
         deps,
     )
@@ -118,8 +116,7 @@ async def test_a_resolved_renewal_is_prefilled_once_and_addressed_to_the_suggest
 ) -> None:
     event = resolved()
     created = await handlers.create_renewal_draft(event, builtin)
-    again = await handlers.create_renewal_draft(event, builtin)
-    assert again == created, "a redelivered event republishes the same draft.created"
+    assert created is not None
     assert (created.recipient_id, created.station_number, created.team_selection) == (
         VISTA_TEAM,
         "554",
@@ -133,7 +130,8 @@ async def test_a_resolved_renewal_is_prefilled_once_and_addressed_to_the_suggest
     assert [system.stationNumber for system in draft.candidates()] == ["554", "757"]
 
     await handlers.send_draft(created.draft_id, VETERAN, None, builtin)
-    await handlers.create_renewal_draft(event, builtin)
+    republished = event.model_copy(update={"event_id": uuid4()})
+    assert await handlers.create_renewal_draft(republished, builtin) is None
     assert await refused(handlers.get_draft(created.draft_id, VETERAN, builtin)) == "SM904"
     async with builtin.sessions() as session:
         count = await session.scalar(
@@ -141,7 +139,7 @@ async def test_a_resolved_renewal_is_prefilled_once_and_addressed_to_the_suggest
             .select_from(storage.DraftRow)
             .where(storage.DraftRow.renewal_id == str(event.renewal_id))
         )
-    assert count == 1, "a redelivered event after the send prefills nothing again"
+    assert count == 1, "the renewal's care teams again after the send prefill nothing again"
 
 
 async def test_a_renewal_without_a_suggestion_waits_for_a_care_team(builtin: Messaging) -> None:
@@ -161,7 +159,7 @@ async def test_a_renewal_draft_goes_to_one_of_its_candidates(builtin: Messaging)
         "oracle_health",
         "757",
     )
-    [updated] = published(builtin).of_type("draft.updated")
+    [updated] = await staged(builtin, created.draft_id, "draft.updated")
     assert isinstance(updated, DraftUpdated)
     assert updated.changed == ["recipient_id"]
     assert updated.team_selection is TeamSelection.CARE_SYSTEM_PICKER
@@ -169,12 +167,14 @@ async def test_a_renewal_draft_goes_to_one_of_its_candidates(builtin: Messaging)
     for team_id, code in [(BLOCKED_TEAM, "SM151"), (NOT_PREFERRED_TEAM, "SM119"), (123, "SM119")]:
         edit = DraftEdit(recipient_id=team_id, team_selection=TeamSelection.RECENT)
         assert await refused(handlers.edit_draft(created.draft_id, VETERAN, edit, builtin)) == code
-    assert len(published(builtin).of_type("draft.updated")) == 1, "a refused edit publishes nothing"
+    assert len(await staged(builtin, created.draft_id, "draft.updated")) == 1, (
+        "a refused edit stages nothing"
+    )
 
 
 async def test_a_general_message_goes_to_a_team_sm_allows(builtin: Messaging) -> None:
     draft_id = await new_message(builtin, OH_TEAM)
-    [created] = published(builtin).of_type("draft.created")
+    [created] = await staged(builtin, draft_id, "draft.created")
     assert isinstance(created, DraftCreated)
     assert created.renewal_id is None
     assert (created.ehr, created.category, created.platform) == (
@@ -195,7 +195,7 @@ async def test_a_general_message_goes_to_a_team_sm_allows(builtin: Messaging) ->
 async def test_a_deleted_draft_is_gone(builtin: Messaging) -> None:
     created = await renewal_draft(builtin)
     await handlers.delete_draft(created.draft_id, VETERAN, builtin)
-    [deleted] = published(builtin).of_type("draft.deleted")
+    [deleted] = await staged(builtin, created.draft_id, "draft.deleted")
     assert isinstance(deleted, DraftDeleted) and deleted.draft_id == created.draft_id
     for call in (
         handlers.get_draft(created.draft_id, VETERAN, builtin),
@@ -224,6 +224,7 @@ async def test_a_vista_send_is_one_message_however_often_it_is_sent(builtin: Mes
     first = await handlers.send_draft(created.draft_id, VETERAN, Platform.WEB, builtin)
     again = await handlers.send_draft(created.draft_id, VETERAN, None, builtin)
     assert again == first, "the same message.sent, same event id"
+    assert await staged(builtin, created.draft_id, "message.sent") == [first], "staged once"
     assert (first.recipient_id, first.station_number, first.ehr, first.renewal_id) == (
         VISTA_TEAM,
         "554",
@@ -252,6 +253,7 @@ async def test_a_double_click_sends_one_message(over_http: Messaging, fake_sm: F
     assert first.message_id == second.message_id
     assert first.event_id == second.event_id
     assert len(fake_sm.messages) == 1
+    assert await staged(over_http, draft_id, "message.sent") == [first]
 
 
 async def test_an_oracle_health_failure_is_sm98_and_the_draft_stays(
@@ -260,7 +262,7 @@ async def test_an_oracle_health_failure_is_sm98_and_the_draft_stays(
     fake_sm.behaviour.oh_outcome = "FAILED"
     draft_id = await new_message(over_http, OH_TEAM)
     assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM98"
-    [failed] = published(over_http).of_type("message.send_failed")
+    [failed] = await staged(over_http, draft_id, "message.send_failed")
     assert isinstance(failed, MessageSendFailed)
     assert (failed.error_code, failed.retryable, failed.tool) == ("SM98", False, "sm")
     assert failed.message_id in fake_sm.messages
@@ -280,7 +282,7 @@ async def test_a_send_that_timed_out_is_retried_as_the_same_message(
     draft_id = await new_message(over_http, VISTA_TEAM)
     fake_sm.behaviour.delay_seconds = 1.0
     assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM901"
-    [failed] = published(over_http).of_type("message.send_failed")
+    [failed] = await staged(over_http, draft_id, "message.send_failed")
     assert isinstance(failed, MessageSendFailed) and failed.retryable
     edit = DraftEdit(body="Something else")
     assert await refused(handlers.edit_draft(draft_id, VETERAN, edit, over_http)) == (

@@ -1,7 +1,8 @@
 """Drafts and sends in SQL (SQLite by default, PostgreSQL by URL), via SQLAlchemy 2.
 
-A sent or deleted draft keeps its row, emptied of subject and body, so a redelivered care-teams event
-finds it and does not prefill the renewal again.
+A sent or deleted draft keeps its row, emptied of subject and body, so a care-teams event for the same
+renewal finds it and does not prefill the renewal again. A draft keeps its journey's rollout cohort and
+the W3C ``traceparent`` of the span that created it, so later requests on it join the journey's trace.
 """
 
 from datetime import UTC, datetime
@@ -46,7 +47,8 @@ class DraftRow(Base):
     care_systems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     picker: Mapped[str | None] = mapped_column(String(16))
     suggested_team_id: Mapped[int | None] = mapped_column(Integer)
-    created_event_id: Mapped[str] = mapped_column(String(36))
+    cohort: Mapped[str] = mapped_column(String(8))
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
 
@@ -107,6 +109,7 @@ class SendRow(Base):
     category: Mapped[str] = mapped_column(String(32))
     team_selection: Mapped[str | None] = mapped_column(String(32))
     platform: Mapped[str | None] = mapped_column(String(16))
+    cohort: Mapped[str] = mapped_column(String(8))
     error_code: Mapped[str | None] = mapped_column(String(16))
     retryable: Mapped[bool | None] = mapped_column(Boolean)
     sent_event_id: Mapped[str | None] = mapped_column(String(36))
@@ -114,7 +117,7 @@ class SendRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     def address(self, draft: DraftRow) -> None:
-        """Take the draft's current recipient, category and platform for this attempt."""
+        """Take the draft's current recipient, category, platform and cohort for this attempt."""
         content = draft.content()
         assert content.recipient_id is not None and content.station_number is not None
         self.recipient_id = content.recipient_id
@@ -123,6 +126,7 @@ class SendRow(Base):
         self.category = content.category.value
         self.team_selection = draft.team_selection
         self.platform = draft.platform
+        self.cohort = draft.cohort
 
 
 class BuiltinMessageRow(Base):
@@ -149,6 +153,12 @@ async def open_draft(session: AsyncSession, draft_id: UUID, veteran_id: str) -> 
     if draft is None or draft.veteran_id != veteran_id or draft.state != DraftState.OPEN:
         return None
     return draft
+
+
+async def owned_draft(session: AsyncSession, draft_id: UUID, veteran_id: str) -> DraftRow | None:
+    """The Veteran's draft in any state (open, sent or deleted); another Veteran's is not found."""
+    draft = await session.get(DraftRow, str(draft_id))
+    return draft if draft is not None and draft.veteran_id == veteran_id else None
 
 
 async def draft_for_renewal(session: AsyncSession, renewal_id: UUID) -> DraftRow | None:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
-from plumbing.telemetry import CONSUMER_GROUP, record_failure
+from plumbing.telemetry import CONSUMER_GROUP, DESTINATION, record_failure
 from schemas import topics
 from schemas.events import DeadLetter
 
@@ -181,7 +181,9 @@ class _DeadLetterScope(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         delivery = Delivery.of(msg.raw_message)
-        trace.get_current_span().set_attribute(CONSUMER_GROUP, self.group)
+        span = trace.get_current_span()
+        span.set_attribute(CONSUMER_GROUP, self.group)
+        span.set_attribute(DESTINATION, str(msg.raw_message.topic))
         await asyncio.sleep(delivery.seconds_until_due)
         tries = 0
         while True:

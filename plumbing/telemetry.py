@@ -22,6 +22,7 @@ EHR = "rxsm.ehr"
 FAILED_TOOL = "rxsm.failed_tool"
 ERROR_CODE = "rxsm.error_code"
 CONSUMER_GROUP = "messaging.consumer.group.name"
+DESTINATION = "messaging.destination.name"
 
 
 class ToolAttributeProcessor(SpanProcessor):

@@ -12,40 +12,18 @@ from uuid import uuid4
 import httpx
 
 from bench.harness import Latency, Proc, collect, feed, spawn
+from demo.requests import VETERAN, renewal_request
 from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_token
 from rxsm.serve import PORT_ENV, SERVICES
 from schemas import topics
 from schemas.records import RenewalRequest
 
-VETERAN = "1012845331V153043"
 
-
-def renewal_request(index: int) -> tuple[bytes, bytes]:
+def renewal_record(index: int) -> tuple[bytes, bytes]:
+    """A renewal request for the ingress topic, keyed by its (unique) prescription id."""
     request = RenewalRequest.model_validate(
-        {
-            "veteranId": VETERAN,
-            "prescription": {
-                "prescriptionId": f"bench-{uuid4().hex}",
-                "prescriptionName": "LISINOPRIL 10MG TAB",
-                "prescriptionNumber": f"{3600000 + index}",
-                "dispStatus": "Active",
-                "refillStatus": "active",
-                "refillRemaining": 0,
-                "expirationDate": "2027-03-05",
-                "isRefillable": False,
-                "isRenewable": True,
-                "prescriptionSource": "VA",
-                "stationNumber": "442",
-                "sig": "TAKE ONE TABLET BY MOUTH DAILY",
-                "reason": "Blood pressure",
-                "providerFirstName": "Jane",
-                "providerLastName": "Smith",
-                "quantity": 30,
-                "sortedDispensedDate": "2026-10-01",
-            },
-            "facilities": [{"stationNumber": "442", "ehr": "vista"}],
-        }
+        renewal_request(f"bench-{uuid4().hex}", prescriptionNumber=str(3600000 + index))
     )
     return request.prescription.prescriptionId.encode(), request.model_dump_json().encode()
 
@@ -147,7 +125,7 @@ def feeder(journeys: Journeys) -> Callable[[int], tuple[bytes, bytes]]:
     """Renewal requests that remember when each was fed."""
 
     def make(index: int) -> tuple[bytes, bytes]:
-        key, value = renewal_request(index)
+        key, value = renewal_record(index)
         journeys.fed_at[key.decode()] = time.time()
         return key, value
 

@@ -18,30 +18,13 @@ from uuid import uuid4
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from demo.requests import VETERAN, renewal_request
 from localkafka import LocalKafka, port_answers
 from plumbing.auth import AuthSettings, issue_token
 from rxsm.serve import PORT_ENV, SERVICES
 from schemas import topics
 
 RUN_DIR = Path(os.environ.get("RXSM_DATA_DIR", ".run"))
-VETERAN = "1012845331V153043"
-PRESCRIPTION: dict[str, Any] = {
-    "prescriptionName": "LISINOPRIL 10MG TAB",
-    "prescriptionNumber": "3636691",
-    "dispStatus": "Active",
-    "refillRemaining": 0,
-    "expirationDate": "2027-03-05",
-    "isRefillable": False,
-    "isRenewable": True,
-    "prescriptionSource": "VA",
-    "stationNumber": "442",
-    "sig": "TAKE ONE TABLET BY MOUTH DAILY",
-    "reason": "Blood pressure",
-    "providerFirstName": "Jane",
-    "providerLastName": "Smith",
-    "quantity": 30,
-    "sortedDispensedDate": "2026-10-01",
-}
 
 
 def say(text: str) -> None:
@@ -133,11 +116,7 @@ async def journey(bootstrap: str) -> None:
     renewal_url = f"http://127.0.0.1:{SERVICES['renewal'].port}"
     messaging_url = f"http://127.0.0.1:{SERVICES['messaging'].port}"
     veteran = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
-    request = {
-        "veteranId": VETERAN,
-        "prescription": {**PRESCRIPTION, "prescriptionId": str(uuid4())},
-        "facilities": [{"stationNumber": "442", "ehr": "vista"}],
-    }
+    request = renewal_request()
     async with httpx.AsyncClient(timeout=10) as http:
         accepted = await http.post(f"{renewal_url}/v1/renewals", json=request)
         accepted.raise_for_status()

@@ -6,36 +6,10 @@ from uuid import uuid4
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from demo.requests import VETERAN, renewal_request
 from schemas import topics
 from tests.e2e.conftest import Flow
 from tests.support import bearer, eventually, read_topic
-
-VETERAN = "1012845331V153043"  # VistA-only Veteran in the demo directory (Cheyenne, 442)
-
-
-def renewal_request(prescription_id: str) -> dict[str, Any]:
-    return {
-        "veteranId": VETERAN,
-        "prescription": {
-            "prescriptionId": prescription_id,
-            "prescriptionName": "LISINOPRIL 10MG TAB",
-            "prescriptionNumber": "3636691",
-            "dispStatus": "Active",
-            "refillRemaining": 0,
-            "expirationDate": "2027-03-05T05:00:00.000Z",
-            "isRefillable": False,
-            "isRenewable": True,
-            "prescriptionSource": "VA",
-            "stationNumber": "442",
-            "sig": "TAKE ONE TABLET BY MOUTH DAILY",
-            "reason": "Blood pressure",
-            "providerFirstName": "Jane",
-            "providerLastName": "Smith",
-            "quantity": 30,
-            "sortedDispensedDate": "2026-10-01",
-        },
-        "facilities": [{"stationNumber": "442", "ehr": "vista"}],
-    }
 
 
 async def draft_of(flow: Flow, renewal_id: str) -> dict[str, Any] | None:
@@ -137,7 +111,10 @@ async def test_a_malformed_record_is_dead_lettered_and_the_consumer_keeps_going(
     [letter] = await read_topic(
         flow.bootstrap,
         topics.DEAD_LETTER,
-        lambda e: e.get("topic") == topics.RENEWAL_REQUESTED and e.get("offset") == junk.offset,
+        lambda e: (
+            (e.get("service"), e.get("topic"), e.get("partition"), e.get("offset"))
+            == ("careteam", topics.RENEWAL_REQUESTED, junk.partition, junk.offset)
+        ),
     )
     assert letter["service"] == "careteam"
     assert letter["tool"] == "sm"

@@ -1,7 +1,7 @@
 """``make bench``: one run that measures the raw Kafka limit and the rxsm flow on this machine.
 
 Prints a table and writes bench/results/latest.json. Sizes can be scaled with RXSM_BENCH_SCALE (1.0 by
-default; 0.2 for a quick look).
+default; 0.2 for a quick look); RXSM_BENCH_PROFILE=1 also writes a pyinstrument profile per service.
 """
 
 import asyncio
@@ -20,6 +20,9 @@ from bench.rxsm_bench import run_flow
 
 RESULTS = Path(__file__).parent / "results"
 PARTITIONS = 3
+PROFILE = os.environ.get("RXSM_BENCH_PROFILE") == "1"
+"""RXSM_BENCH_PROFILE=1 runs each service of the tracing-on run under pyinstrument."""
+PROFILES = RESULTS
 
 
 def scaled(n: int) -> int:
@@ -137,11 +140,11 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> int:
     started = time.time()
+    RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rxsm-bench-") as root:
         results = asyncio.run(measure(Path(root)))
     results["ratios"] = ratios(results)
     results["seconds"] = round(time.time() - started)
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     say("")
     say(table(results))

@@ -67,8 +67,15 @@ class Services:
 
 
 def start_services(
-    bootstrap: str, data_dir: Path, otlp: str | None, instances: int, logs: Path
+    bootstrap: str,
+    data_dir: Path,
+    otlp: str | None,
+    instances: int,
+    logs: Path,
+    profile_dir: Path | None = None,
 ) -> Services:
+    """The services as processes; with ``profile_dir``, each runs under pyinstrument (a text report
+    per service is written there when it stops)."""
     procs: list[Proc] = []
     ports: dict[str, list[int]] = {}
     for name in SERVICES:
@@ -183,11 +190,12 @@ async def run_flow(
     rate: float | None = None,
     seconds: float = 0,
     sends: bool = False,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
-    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs)
+    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs, profile_dir)
     try:
         warm = Journeys()
         await drive(bootstrap, 50, None, warm)

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 
 from demo.requests import VETERAN, renewal_request
 from localkafka import LocalKafka, port_answers
-from plumbing.auth import AuthSettings, issue_token
+from plumbing.auth import AuthSettings, issue_service_token, issue_token
 from rxsm.serve import PORT_ENV, SERVICES
 from schemas import topics
 
@@ -118,7 +118,10 @@ async def journey(bootstrap: str) -> None:
     veteran = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
     request = renewal_request()
     async with httpx.AsyncClient(timeout=10) as http:
-        accepted = await http.post(f"{renewal_url}/v1/renewals", json=request)
+        medications_app = {"Authorization": f"Bearer {issue_service_token(AuthSettings())}"}
+        accepted = await http.post(
+            f"{renewal_url}/v1/renewals", json=request, headers=medications_app
+        )
         accepted.raise_for_status()
         renewal_id = accepted.json()["renewal_id"]
         trace_id = accepted.json()["trace_id"]

@@ -40,11 +40,14 @@ def renewal_flow(flow: Flow, veteran_id: str, on: bool) -> Callable[[], Any]:
 
 @pytest.fixture
 async def rollout(flow: Flow) -> AsyncIterator[Flow]:
-    """The flow, with the renewal flow's rollout put back as it was after the test."""
+    """The flow, with the renewal flow on for everyone again (as the other tests expect) once the
+    test is over."""
     before = flow.flags.read()[RENEWAL_FLOW]
+    assert (before.percentage, before.killed) == (100, False)
     yield flow
     flow.flags.write(RENEWAL_FLOW, before)
-    await eventually(renewal_flow(flow, VETERAN, True), within=PICKED_UP_WITHIN)
+    for veteran_id in (VETERAN, UNKNOWN_TO_SM):
+        await eventually(renewal_flow(flow, veteran_id, True), within=PICKED_UP_WITHIN)
 
 
 async def test_the_kill_switch_refuses_new_renewals_and_accepted_ones_finish(rollout: Flow) -> None:

@@ -19,6 +19,7 @@ from schemas.vocabulary import Category, Ehr
 from services.renewal.adapters.ledger import StepRow
 from tests.e2e.conftest import MEDICATIONS_APP, Flow
 from tests.e2e.test_renewal_journey import (
+    TO_THE_DRAFT,
     UNKNOWN_TO_SM,
     VETERAN,
     about,
@@ -85,7 +86,7 @@ async def test_the_event_is_published_once_the_renewal_is_committed(flow: Flow) 
     assert (accepted.status_code, accepted.json()["status"]) == (202, "accepted")
     renewal_id = accepted.json()["renewal_id"]
 
-    requested = await eventually(reached(flow, renewal_id, "drafted"))
+    requested = await eventually(reached(flow, renewal_id, "drafted", ("requested",)))
     [event] = await records_on(flow.bootstrap, topics.RENEWAL_REQUESTED, about(renewal_id))
     assert requested["steps"][0]["step"] == "requested"
     assert (
@@ -133,7 +134,7 @@ async def test_a_failed_transaction_saves_and_publishes_nothing(
 async def test_a_redelivered_event_changes_nothing_and_counts_nothing_twice(flow: Flow) -> None:
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id = accepted.json()["renewal_id"]
-    before = await eventually(reached(flow, renewal_id, "drafted"))
+    before = await eventually(reached(flow, renewal_id, "drafted", TO_THE_DRAFT))
     [created] = await records_on(flow.bootstrap, topics.DRAFTS, about(renewal_id))
 
     await produce(flow.bootstrap, topics.DRAFTS, json.dumps(created).encode(), renewal_id.encode())

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
+from plumbing.metrics import ServiceMetrics
 from plumbing.telemetry import CONSUMER_GROUP, DESTINATION, record_failure
 from schemas import topics
 from schemas.events import DeadLetter
@@ -39,6 +40,8 @@ RETRY_AT = "rxsm-retry-at-ms"
 ORIGINAL_TOPIC = "rxsm-original-topic"
 ORIGINAL_PARTITION = "rxsm-original-partition"
 ORIGINAL_OFFSET = "rxsm-original-offset"
+METRICS = "metrics"
+"""The broker context key of the service's ``ServiceMetrics``: dead letters are counted there."""
 RETRY_GROUP_SUFFIX = ".retry"
 """The retry topics of group G are read by group G + this suffix (so neither rebalances the other)."""
 RETRY_HEADERS = (
@@ -244,6 +247,17 @@ class _DeadLetterScope(BaseMiddleware):
         letter = dead_letter_for(delivery, self.identity, self.group, error, attempts)
         broker = self.context.get("broker")
         await broker.publish(letter, topic=topics.DEAD_LETTER, key=delivery.record.key)
+        metrics = self.context.get(METRICS)
+        if isinstance(metrics, ServiceMetrics):
+            metrics.dead_letters.add(
+                1,
+                {
+                    "tool": str(self.identity.tool),
+                    "consumer_group": self.group,
+                    "topic": delivery.topic,
+                    "error_type": letter.error_type,
+                },
+            )
         self.log.warning(
             "event dead-lettered",
             topic=delivery.topic,

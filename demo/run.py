@@ -73,7 +73,7 @@ def start_services(bootstrap: str) -> dict[str, subprocess.Popen[bytes]]:
     return processes
 
 
-def wait_healthy(processes: dict[str, subprocess.Popen[bytes]], within: float = 60) -> None:
+def wait_healthy(processes: dict[str, subprocess.Popen[bytes]], within: float = 120) -> None:
     deadline = time.monotonic() + within
     for name, process in processes.items():
         url = f"http://127.0.0.1:{SERVICES[name].port}/health"

@@ -14,7 +14,7 @@ from plumbing.auth import VeteranId
 from plumbing.broker import subscribe
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
-from plumbing.telemetry import annotate
+from plumbing.telemetry import annotate, record_failure
 from schemas import topics
 from schemas.events import CareTeamsResolved, RenewalRequested
 from schemas.records import BlockedFacility, CareSystem, CareTeam
@@ -60,6 +60,7 @@ def _report(outcome: handlers.Outcome, event: RenewalRequested, metrics: Service
         )
         return
     reason = str(outcome.reason)
+    record_failure("care_team_unavailable", Tool.SM, code=reason)
     metrics.renewals.add(
         1, {**labels, "step": "care_team_unavailable", "outcome": "failure", "reason": reason}
     )

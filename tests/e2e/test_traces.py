@@ -296,10 +296,6 @@ async def test_a_refused_request_fails_its_span_in_meds(flow: Flow) -> None:
     assert_failed(span, "meds", "not_renewable", code="refillable")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the care-team service does not mark its span failed when no care team is available",
-)
 async def test_no_care_team_fails_the_care_team_span_in_sm(flow: Flow) -> None:
     accepted = await flow.renewal.post("/v1/renewals", json=vista_request(UNKNOWN_TO_SM))
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]

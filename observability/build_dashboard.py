@@ -11,7 +11,8 @@ from typing import Any
 
 DASHBOARD = Path(__file__).parent / "grafana" / "dashboards" / "rxsm.json"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-FILTER = 'ehr=~"$ehr", cohort=~"$cohort"'
+FILTER = 'job="renewal", ehr=~"$ehr", cohort=~"$cohort"'
+"""The funnel is counted by the renewal service's journey ledger, once per renewal and step."""
 
 
 def panel(
@@ -97,8 +98,8 @@ def dashboard() -> dict[str, Any]:
             12,
             8,
             (
-                f'sum by (cohort) (rate(rxsm_renewals_total{{outcome="failure", ehr=~"$ehr"}}{rate}))'
-                f' / sum by (cohort) (rate(rxsm_renewals_total{{step="requested", ehr=~"$ehr"}}{rate}))',
+                f'sum by (cohort) (rate(rxsm_renewals_total{{job="renewal", outcome="failure", ehr=~"$ehr"}}{rate}))'
+                f' / sum by (cohort) (rate(rxsm_renewals_total{{job="renewal", step="requested", ehr=~"$ehr"}}{rate}))',
                 "{{cohort}}",
             ),
             unit="percentunit",

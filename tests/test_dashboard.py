@@ -69,5 +69,18 @@ def test_compose_provisions_the_dashboard_and_scrapes_every_service() -> None:
     mounts = compose["services"]["grafana"]["volumes"]
     assert "./observability/grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
     scrape = yaml.safe_load((ROOT / "observability/prometheus/prometheus.yml").read_text())
-    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
-    assert targets == [f"{name}:{service.port}" for name, service in SERVICES.items()]
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in scrape["scrape_configs"]
+    }
+    assert jobs == {name: [f"{name}:{service.port}"] for name, service in SERVICES.items()}
+
+
+def test_the_funnel_reads_the_journey_ledger_only() -> None:
+    """The care-team service counts its own outcomes too; the funnel must not add them twice."""
+    funnel = [panel for panel in dashboard()["panels"] if "rxsm_renewals_total" in str(panel)]
+    assert funnel
+    for panel in funnel:
+        for target in panel["targets"]:
+            assert target["expr"].count("rxsm_renewals_total{") == target["expr"].count(
+                'job="renewal"'
+            )

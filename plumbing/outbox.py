@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
+import structlog
+from aiokafka.errors import InvalidMessageError, InvalidTopicError, MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
 from opentelemetry.propagate import extract, inject
@@ -25,6 +27,9 @@ from plumbing.database import UtcDateTime
 from plumbing.publishing import EVENT_TYPE_HEADER
 from schemas.events import Event
 from schemas.topics import TOPIC_OF_EVENT
+
+UNPUBLISHABLE = (MessageSizeTooLargeError, InvalidTopicError, InvalidMessageError)
+log = structlog.get_logger("rxsm.outbox")
 
 
 class OutboxBase(DeclarativeBase):
@@ -42,6 +47,8 @@ class OutboxRow(OutboxBase):
     headers: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    refused_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    """Set when Kafka can never take the record (too large, bad topic); it is not retried."""
 
 
 class ProcessedEventRow(OutboxBase):
@@ -111,8 +118,9 @@ class OutboxRelay:
         while True:
             try:
                 published = await self.relay_once()
-            except Exception:
+            except Exception as error:
                 published = 0
+                log.warning("outbox relay failed; retrying", error_type=type(error).__name__)
                 await asyncio.sleep(self._idle_seconds)
             if published < self._batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -120,7 +128,11 @@ class OutboxRelay:
                 self._wake.clear()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending rows; returns how many were published."""
+        """Publish one batch of pending rows; returns how many were published.
+
+        A row Kafka refused for a passing reason stays pending and is tried again; a row Kafka can
+        never take (``UNPUBLISHABLE``) is set aside with the reason, so it cannot block the rest.
+        """
         async with self._sessions.begin() as session:
             query = (
                 select(OutboxRow)
@@ -133,13 +145,27 @@ class OutboxRelay:
             rows = list(await session.scalars(query))
             if not rows:
                 return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id.in_([row.id for row in rows]))
-                .values(published_at=datetime.now(UTC))
+            outcomes = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
             )
-        return len(rows)
+            now = datetime.now(UTC)
+            published = [
+                row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None
+            ]
+            if published:
+                await session.execute(
+                    update(OutboxRow).where(OutboxRow.id.in_(published)).values(published_at=now)
+                )
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if isinstance(outcome, UNPUBLISHABLE):
+                    row.published_at, row.refused_reason = now, type(outcome).__name__
+                    log.error(
+                        "outbox event refused by Kafka; set aside",
+                        event_id=row.event_id,
+                        topic=row.topic,
+                        error_type=type(outcome).__name__,
+                    )
+        return len(published)
 
     async def _publish(self, row: OutboxRow) -> None:
         token = otel_context.attach(extract(row.headers))

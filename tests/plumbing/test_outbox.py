@@ -1,6 +1,7 @@
 """The outbox publishes exactly what was committed, in order, on the real broker; the inbox dedups."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
@@ -89,3 +90,34 @@ async def test_the_inbox_lets_an_event_through_once_per_consumer_group(
     async with sessions.begin() as session:
         assert not await first_time(session, "rxsm-messaging", event_id)
         assert await first_time(session, "rxsm-renewal-ledger", event_id)
+
+
+async def test_an_event_kafka_can_never_take_is_set_aside_and_does_not_block_the_rest(
+    sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker, kafka_bootstrap: str
+) -> None:
+    renewal_id = uuid4()
+    async with sessions.begin() as session:
+        stage(session, unavailable(renewal_id))
+        session.add(
+            OutboxRow(
+                event_id=str(uuid4()),
+                topic=topics.CARE_TEAMS,
+                key=b"too-large",
+                value=b'{"pad": "' + b"x" * 2_000_000 + b'"}',
+                headers={"rxsm-event-type": "careteams.unavailable"},
+                created_at=datetime.now(UTC),
+                published_at=None,
+            )
+        )
+        stage(session, unavailable(renewal_id))
+    relay = OutboxRelay(sessions, broker)
+
+    assert await relay.relay_once() == 2
+    assert await relay.relay_once() == 0
+    async with sessions() as session:
+        [refused] = await session.scalars(select(OutboxRow).where(OutboxRow.key == b"too-large"))
+    assert refused.refused_reason == "MessageSizeTooLargeError"
+    found = await read_topic(
+        kafka_bootstrap, topics.CARE_TEAMS, lambda e: e.get("renewal_id") == str(renewal_id), 2
+    )
+    assert len(found) == 2

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,6 +45,8 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
         },
     )
 
+
+log = structlog.get_logger("rxsm.http")
 
 Background = Callable[[], Coroutine[Any, Any, None]]
 
@@ -93,7 +96,10 @@ def service_app(
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 for step in drain:
-                    await step()
+                    try:
+                        await step()
+                    except Exception as error:  # what is not drained stays for the next start
+                        log.warning("shutdown drain step failed", error_type=type(error).__name__)
                 await broker.stop()
                 tracing.force_flush()
                 metrics.shutdown()

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Dialect, TypeDecorator, event
+from sqlalchemy import DateTime, Dialect, TypeDecorator, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,7 +35,10 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 async def create_tables(engine: AsyncEngine, base: type[DeclarativeBase]) -> None:
+    """Create ``base``'s missing tables; instances starting together on PostgreSQL take turns."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('rxsm-tables'))"))
         await connection.run_sync(base.metadata.create_all)
 
 

@@ -35,6 +35,10 @@ READY_WITHIN = 180.0
 STOP_WITHIN = 40.0
 
 
+class PortTaken(Exception):
+    """Another process bound the instance's port between its choice and the instance's start."""
+
+
 @dataclass
 class Instance:
     """One process of a service, on a port of its own that it keeps across restarts."""
@@ -68,12 +72,26 @@ class Instance:
                 stderr=subprocess.STDOUT,
             )
 
+    async def start(self) -> None:
+        """Launch and wait until ready; on another port if this one was taken meanwhile."""
+        for _ in range(3):
+            self.launch()
+            try:
+                await self.wait_ready()
+                return
+            except PortTaken:
+                self.port = free_port()
+                self.env[PORT_ENV] = str(self.port)
+        raise RuntimeError(f"{self.name} found no free port")
+
     async def wait_ready(self, within: float = READY_WITHIN) -> None:
         """Until ``/health`` answers (the consumers and the HTTP API are up)."""
         deadline = asyncio.get_running_loop().time() + within
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
                 if not self.running:
+                    if "address already in use" in self.tail(5):
+                        raise PortTaken(self.port)
                     raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get(f"{self.url}/health")).status_code == 200:
@@ -181,9 +199,7 @@ class Cluster:
 
     async def start_services(self) -> None:
         instances = [i for group in self.instances.values() for i in group if not i.running]
-        for instance in instances:
-            instance.launch()
-        await asyncio.gather(*(instance.wait_ready() for instance in instances))
+        await asyncio.gather(*(instance.start() for instance in instances))
 
     async def stop_services(self) -> None:
         """SIGTERM every instance and wait for each to drain and exit."""
@@ -196,9 +212,7 @@ class Cluster:
         await self.instance(service, index).kill()
 
     async def restart(self, service: str, index: int = 0) -> None:
-        instance = self.instance(service, index)
-        instance.launch()
-        await instance.wait_ready()
+        await self.instance(service, index).start()
 
     async def kill_broker(self) -> None:
         await asyncio.to_thread(self.kafka.kill)

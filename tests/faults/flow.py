@@ -11,6 +11,7 @@ redelivered: at-least-once delivery allows them, as long as they have no second 
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -31,6 +32,7 @@ from rxsm.kafka_reads import partitions_of, read_all
 from schemas import topics
 from schemas.events import DeadLetter
 from tests.faults.cluster import Cluster
+from tests.faults.kafka_tools import until_caught_up
 from tests.support import bearer
 
 VISTA_VETERAN = "1012845331V153043"
@@ -186,7 +188,7 @@ async def post_requests(
     deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=30) as client:
         async for request in _paced(requests, per_second):
-            attempt = 0
+            attempt = len(answered)
             while request.key not in answered:
                 urls = cluster.urls("renewal")
                 response = None
@@ -309,10 +311,10 @@ def tally(
     *,
     sent: bool,
     mailbox: Counter[str] | None = None,
-    ledger: dict[str, str] | None = None,
+    ledger: dict[str, dict[str, Any]] | None = None,
 ) -> Counts:
     """Each request's journey against the invariant; ``mailbox``: SM messages per draft id;
-    ``ledger``: each renewal's status in the renewal service's journey ledger."""
+    ``ledger``: each renewal's journey in the renewal service's journey ledger."""
     problems: list[str] = []
     accepted = outcomes = duplicates = drafts = messages = 0
     for request in requests:
@@ -343,8 +345,10 @@ def tally(
                     f"draft {draft}: {len(sent_ids)} message.sent, {delivered} in SM's mailbox"
                 )
             messages += bool(sent_ids)
-        if ledger is not None and ledger.get(renewal) != _ledger_status(request, sent):
-            problems.append(f"renewal {renewal}: ledger says {ledger.get(renewal)}")
+        journey = (ledger or {}).get(renewal, {})
+        if ledger is not None and journey.get("status") != _ledger_status(request, sent):
+            steps = [step["step"] for step in journey.get("steps", [])]
+            problems.append(f"renewal {renewal}: ledger says {journey.get('status')} after {steps}")
     redelivered = sum(count - 1 for count in observed.copies.values() if count > 1)
     return Counts(
         seeded=len(requests),
@@ -377,9 +381,11 @@ async def sm_mailbox(database_url: str) -> Counter[str]:
         await engine.dispose()
 
 
-async def ledger_statuses(cluster: Cluster, renewal_ids: Iterable[str]) -> dict[str, str]:
-    """Each renewal's status in the renewal service's journey ledger."""
-    statuses: dict[str, str] = {}
+async def ledger_journeys(
+    cluster: Cluster, renewal_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """Each renewal's journey (status, steps) in the renewal service's journey ledger."""
+    journeys: dict[str, dict[str, Any]] = {}
     gate = asyncio.Semaphore(8)
     async with httpx.AsyncClient(timeout=30) as client:
 
@@ -388,10 +394,10 @@ async def ledger_statuses(cluster: Cluster, renewal_ids: Iterable[str]) -> dict[
                 url = cluster.urls("renewal")[0]
                 response = await client.get(f"{url}/v1/renewals/{renewal_id}")
                 if response.status_code == 200:
-                    statuses[renewal_id] = response.json()["status"]
+                    journeys[renewal_id] = response.json()
 
         await asyncio.gather(*(status(renewal_id) for renewal_id in renewal_ids))
-    return statuses
+    return journeys
 
 
 class Traffic:
@@ -482,7 +488,7 @@ class Traffic:
 
     async def _send(self, client: httpx.AsyncClient, draft: str) -> int:
         headers = bearer(self.observed.owners[draft])
-        attempt = 0
+        attempt = random.randrange(len(self.cluster.instances["messaging"]))
         while True:
             urls = self.cluster.urls("messaging")
             response = None
@@ -497,24 +503,15 @@ class Traffic:
             await asyncio.sleep(0.3)
 
 
-async def verify(
-    cluster: Cluster, traffic: Traffic, *, settle: float = 3.0, within: float = 60.0
-) -> Counts:
-    """Read the topics from offset 0 once the flow has settled, count, print and return the counts;
-    the journey ledger is given until ``within`` to agree."""
-    await asyncio.sleep(settle)
+async def verify(cluster: Cluster, traffic: Traffic, *, within: float = 240.0) -> Counts:
+    """Once every consumer group has caught up (until ``within``), read the topics from offset 0 and
+    the services' state, count, print and return the counts."""
+    await until_caught_up(cluster.bootstrap, within)
     observed = await read_flow(cluster.bootstrap)
     mailbox = await sm_mailbox(cluster.database_url("messaging")) if traffic.send else None
     renewals = [r for r in (observed.renewal_of(q) for q in traffic.requests) if r]
-    deadline = time.monotonic() + within
-    while True:
-        ledger = await ledger_statuses(cluster, renewals)
-        counts = tally(
-            observed, traffic.requests, sent=traffic.send, mailbox=mailbox, ledger=ledger
-        )
-        if not counts.problems or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(1.0)
+    ledger = await ledger_journeys(cluster, renewals)
+    counts = tally(observed, traffic.requests, sent=traffic.send, mailbox=mailbox, ledger=ledger)
     refused = {draft: status for draft, status in traffic.answers.items() if status != 200}
     print(counts.line())
     assert not refused, f"sends refused: {refused}"

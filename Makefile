@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 KAFKA_PORT ?= 9092
 
-.PHONY: help setup run test lint format schemas docs bench kafka-up kafka-down kafka-status up down clean
+.PHONY: help setup run test test-faults lint format schemas docs bench kafka-up kafka-down kafka-status up down clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,8 +17,11 @@ setup: $(UV)  ## install Python dependencies into .venv (from uv.lock)
 run: setup  ## start Kafka if needed and the three services, push one renewal through, stop
 	KAFKA_PORT=$(KAFKA_PORT) $(UV) run python -m demo
 
-test: setup  ## all tests, against a real Kafka broker the tests start (or KAFKA_BOOTSTRAP_SERVERS)
+test: setup  ## all tests but the fault tests, against a real Kafka broker the tests start (or KAFKA_BOOTSTRAP_SERVERS)
 	$(UV) run pytest
+
+test-faults: setup  ## fault tests: the services as processes on a broker of their own, crashed, restarted, replayed, poisoned
+	$(UV) run pytest -m faults -v -s --durations=0 tests/faults tests/security
 
 lint: setup  ## ruff, mypy, and the JSON Schema exports up to date
 	$(UV) run ruff check .

@@ -289,15 +289,15 @@ class Counts:
     outcomes: int
     duplicates: int
     drafts: int
-    sent: int | None
+    sent: int
     redelivered: int
     problems: tuple[str, ...]
 
     def line(self) -> str:
-        sent = "" if self.sent is None else f" sent={self.sent}"
         return (
             f"accepted={self.accepted} outcomes={self.outcomes} duplicates={self.duplicates} "
-            f"drafts={self.drafts}{sent} redelivered={self.redelivered} (seeded={self.seeded})"
+            f"drafts={self.drafts} sent={self.sent} redelivered={self.redelivered} "
+            f"(seeded={self.seeded})"
         )
 
     def assert_exactly_once(self) -> None:
@@ -308,10 +308,8 @@ class Counts:
 def tally(
     observed: Observed,
     requests: list[Request],
-    *,
-    sent: bool,
-    mailbox: Counter[str] | None = None,
-    ledger: dict[str, dict[str, Any]] | None = None,
+    mailbox: Counter[str],
+    ledger: dict[str, dict[str, Any]],
 ) -> Counts:
     """Each request's journey against the invariant; ``mailbox``: SM messages per draft id;
     ``ledger``: each renewal's journey in the renewal service's journey ledger."""
@@ -338,15 +336,15 @@ def tally(
         drafts += len(created)
         for draft in created:
             sent_ids = observed.messages.get(draft, set())
-            delivered = (mailbox or Counter()).get(draft, 0)
+            delivered = mailbox.get(draft, 0)
             duplicates += max(len(sent_ids) - 1, 0) + max(delivered - 1, 0)
-            if sent and (len(sent_ids), delivered) != (1, 1):
+            if (len(sent_ids), delivered) != (1, 1):
                 problems.append(
                     f"draft {draft}: {len(sent_ids)} message.sent, {delivered} in SM's mailbox"
                 )
             messages += bool(sent_ids)
-        journey = (ledger or {}).get(renewal, {})
-        if ledger is not None and journey.get("status") != _ledger_status(request, sent):
+        journey = ledger.get(renewal, {})
+        if journey.get("status") != ("sent" if request.resolves else "care_team_unavailable"):
             steps = [step["step"] for step in journey.get("steps", [])]
             problems.append(f"renewal {renewal}: ledger says {journey.get('status')} after {steps}")
     redelivered = sum(count - 1 for count in observed.copies.values() if count > 1)
@@ -356,16 +354,10 @@ def tally(
         outcomes=outcomes,
         duplicates=duplicates,
         drafts=drafts,
-        sent=messages if sent else None,
+        sent=messages,
         redelivered=redelivered,
         problems=tuple(problems),
     )
-
-
-def _ledger_status(request: Request, sent: bool) -> str:
-    if not request.resolves:
-        return "care_team_unavailable"
-    return "sent" if sent else "drafted"
 
 
 async def sm_mailbox(database_url: str) -> Counter[str]:
@@ -401,13 +393,12 @@ async def ledger_journeys(
 
 
 class Traffic:
-    """Follows the flow's topics while a scenario runs and, with ``send``, sends every renewal draft
-    as its Veteran would (retrying a connection error or a 5xx on another instance until SM answers)."""
+    """Follows the flow's topics while a scenario runs, and sends every renewal draft as its Veteran
+    would (retrying a connection error or a 5xx on another instance until SM answers)."""
 
-    def __init__(self, cluster: Cluster, requests: list[Request], *, send: bool) -> None:
+    def __init__(self, cluster: Cluster, requests: list[Request]) -> None:
         self.cluster = cluster
         self.requests = requests
-        self.send = send
         self.observed = Observed()
         self.answers: dict[str, int] = {}
         """draft id -> the final HTTP status of its send."""
@@ -417,8 +408,7 @@ class Traffic:
 
     async def __aenter__(self) -> "Traffic":
         self._tasks.append(asyncio.create_task(self._follow()))
-        if self.send:
-            self._tasks += [asyncio.create_task(self._sender()) for _ in range(4)]
+        self._tasks += [asyncio.create_task(self._sender()) for _ in range(4)]
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -427,9 +417,9 @@ class Traffic:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def finished(self) -> int:
-        """Requests whose renewal reached its final outcome (and, sending, whose draft was sent)."""
+        """Requests whose renewal reached its final outcome and whose draft, if any, was sent."""
         return sum(
-            self.observed.finished(request) and (not self.send or self._delivered(request))
+            self.observed.finished(request) and self._delivered(request)
             for request in self.requests
         )
 
@@ -508,10 +498,10 @@ async def verify(cluster: Cluster, traffic: Traffic, *, within: float = 240.0) -
     the services' state, count, print and return the counts."""
     await until_caught_up(cluster.bootstrap, within)
     observed = await read_flow(cluster.bootstrap)
-    mailbox = await sm_mailbox(cluster.database_url("messaging")) if traffic.send else None
+    mailbox = await sm_mailbox(cluster.database_url("messaging"))
     renewals = [r for r in (observed.renewal_of(q) for q in traffic.requests) if r]
     ledger = await ledger_journeys(cluster, renewals)
-    counts = tally(observed, traffic.requests, sent=traffic.send, mailbox=mailbox, ledger=ledger)
+    counts = tally(observed, traffic.requests, mailbox, ledger)
     refused = {draft: status for draft, status in traffic.answers.items() if status != 200}
     print(counts.line())
     assert not refused, f"sends refused: {refused}"

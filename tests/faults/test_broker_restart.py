@@ -22,7 +22,7 @@ async def test_consumers_and_producers_recover_from_a_broker_restart_without_a_p
 ) -> None:
     requests = renewal_requests(RENEWALS)
     processes = {i.name: i.process for group in cluster.instances.values() for i in group}
-    async with Traffic(cluster, requests, send=True) as traffic:
+    async with Traffic(cluster, requests) as traffic:
         seeding = asyncio.gather(
             publish_requests(cluster.bootstrap, requests[::2], per_second=12),
             post_requests(cluster, requests[1::2], per_second=12),

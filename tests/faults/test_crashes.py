@@ -22,7 +22,7 @@ async def test_a_service_killed_mid_batch_and_restarted_loses_and_doubles_nothin
     cluster: Cluster, service: str
 ) -> None:
     requests = renewal_requests(RENEWALS)
-    async with Traffic(cluster, requests, send=True) as traffic:
+    async with Traffic(cluster, requests) as traffic:
         seeding = asyncio.create_task(publish_requests(cluster.bootstrap, requests, per_second=25))
         await traffic.until_finished(RENEWALS // 4)
         await cluster.kill(service)

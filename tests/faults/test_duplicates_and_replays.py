@@ -27,7 +27,7 @@ CONSUMED = (
 
 async def test_duplicates_and_a_replay_from_offset_zero_change_nothing(cluster: Cluster) -> None:
     requests = renewal_requests(RENEWALS)
-    async with Traffic(cluster, requests, send=True) as traffic:
+    async with Traffic(cluster, requests) as traffic:
         await publish_requests(cluster.bootstrap, requests, per_second=30, copies=2)
         await traffic.until_finished(RENEWALS)
         traffic.note("every request published twice, every renewal finished")

@@ -73,7 +73,7 @@ async def place_poison(
 
 
 async def letters_for(
-    bootstrap: str, wanted: set[tuple[str, int, int, str]], within: float = 120.0
+    bootstrap: str, wanted: set[tuple[str, int, int, str]], within: float = 60.0
 ) -> dict[tuple[str, int, int, str], DeadLetter]:
     """The dead letter of each (topic, partition, offset, consumer group) wanted."""
     deadline = time.monotonic() + within
@@ -137,7 +137,7 @@ async def dead_lettered(
 async def renewals_still_flow(cluster: Cluster) -> None:
     """Renewals sent after the poison end in one outcome each, and every group catches up."""
     requests = renewal_requests(30)
-    async with Traffic(cluster, requests, send=True) as traffic:
+    async with Traffic(cluster, requests) as traffic:
         await publish_requests(cluster.bootstrap, requests)
         await traffic.until_finished(len(requests))
     counts = await verify(cluster, traffic)

@@ -20,7 +20,7 @@ async def test_an_instance_of_each_service_stopping_mid_run_moves_its_work_to_th
 ) -> None:
     cluster = await make_cluster(instances=2, database_urls=service_databases)
     requests = renewal_requests(RENEWALS)
-    async with Traffic(cluster, requests, send=True) as traffic:
+    async with Traffic(cluster, requests) as traffic:
         seeding = asyncio.gather(
             publish_requests(cluster.bootstrap, requests[::2], per_second=10),
             post_requests(cluster, requests[1::2], per_second=10),

@@ -98,7 +98,7 @@ async def test_no_phi_in_kafka_keys_headers_logs_spans_or_dead_letter_reasons(
         try:
             await cluster.start()
             requests = renewal_requests(40)
-            async with Traffic(cluster, requests, send=True) as traffic:
+            async with Traffic(cluster, requests) as traffic:
                 await asyncio.gather(
                     publish_requests(cluster.bootstrap, requests[::2]),
                     post_requests(cluster, requests[1::2]),

@@ -1,5 +1,6 @@
 """Who is calling: Veterans present a bearer JWT whose subject is their id (ICN)."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -102,5 +103,31 @@ async def medications_app(
     return subject
 
 
+@dataclass(frozen=True)
+class Caller:
+    """A Veteran (``veteran_id`` set) or a service such as the Medications app or SRE tools."""
+
+    veteran_id: str | None
+
+
+async def veteran_or_service(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """A Veteran's token (answers are scoped to that Veteran) or any service token."""
+    settings: AuthSettings = request.app.state.auth
+    try:
+        _verified_subject(
+            credentials, settings.service_jwt_key, settings.jwt_algorithm, settings.service_audience
+        )
+    except HTTPException:
+        veteran = _verified_subject(
+            credentials, settings.jwt_key, settings.jwt_algorithm, settings.jwt_audience
+        )
+        return Caller(veteran_id=veteran)
+    return Caller(veteran_id=None)
+
+
 VeteranId = Annotated[str, Depends(current_veteran)]
+VeteranOrService = Annotated[Caller, Depends(veteran_or_service)]
 MedicationsApp = Annotated[str, Depends(medications_app)]

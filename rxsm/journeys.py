@@ -11,6 +11,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.auth import AuthSettings, issue_service_token
+
 
 class LedgerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RXSM_", extra="ignore")
@@ -93,7 +95,13 @@ class LedgerClient:
         self, base_url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._base_url = base_url
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        token = issue_service_token(AuthSettings(), subject="rxsm-cli")
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def __enter__(self) -> "LedgerClient":
         return self

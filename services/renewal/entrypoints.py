@@ -12,7 +12,7 @@ from faststream import Context
 from faststream.kafka import KafkaMessage, KafkaRouter
 from pydantic import BaseModel, Field
 
-from plumbing.auth import MedicationsApp
+from plumbing.auth import Caller, MedicationsApp, VeteranOrService
 from plumbing.broker import subscribe
 from plumbing.deadletter import PermanentError
 from plumbing.identity import ServiceIdentity
@@ -470,14 +470,21 @@ def _not_found(what: str) -> HTTPException:
     )
 
 
+def _may_read(caller: Caller, found: handlers.Journey) -> bool:
+    return caller.veteran_id is None or caller.veteran_id == found.renewal.veteran_id
+
+
 @http.get(
     "/renewals/{renewal_id}", response_model=Journey, responses=NOT_FOUND, tags=["operations"]
 )
-async def get_renewal(renewal_id: UUID, sessions: SessionsDep) -> Journey:
+async def get_renewal(renewal_id: UUID, caller: VeteranOrService, sessions: SessionsDep) -> Journey:
     """The renewal's journey: status, each step with its time and owning tool, the failing tool and
-    error code, a stall and the tool that owns the missing step, and the request's trace id."""
+    error code, a stall and the tool that owns the missing step, and the request's trace id.
+
+    For a service token (the Medications app, SRE tools) any renewal; for a Veteran's token only
+    their own (another Veteran's renewal is not found)."""
     found = await handlers.journey(sessions, renewal_id)
-    if found is None:
+    if found is None or not _may_read(caller, found):
         raise _not_found("renewal_id")
     return _journey(found)
 
@@ -488,10 +495,12 @@ async def get_renewal(renewal_id: UUID, sessions: SessionsDep) -> Journey:
     responses=NOT_FOUND,
     tags=["operations"],
 )
-async def get_renewal_by_key(idempotency_key: str, sessions: SessionsDep) -> Journey:
+async def get_renewal_by_key(
+    idempotency_key: str, caller: VeteranOrService, sessions: SessionsDep
+) -> Journey:
     """The journey of the renewal requested with this Idempotency-Key (over HTTP or Kafka)."""
     found = await handlers.journey_for_key(sessions, idempotency_key)
-    if found is None:
+    if found is None or not _may_read(caller, found):
         raise _not_found("Idempotency-Key")
     return _journey(found)
 
@@ -503,6 +512,7 @@ async def get_renewal_by_key(idempotency_key: str, sessions: SessionsDep) -> Jou
     tags=["operations"],
 )
 async def list_renewals(
+    caller: VeteranOrService,
     sessions: SessionsDep,
     status: Annotated[
         str | None,
@@ -523,8 +533,11 @@ async def list_renewals(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RenewalList | JSONResponse:
-    """Renewals for SREs, most recently updated first: each one's status, failing tool, step and
-    error code, the step and tool a stalled one waits for, its EHR, cohort and trace id."""
+    """Renewals for SREs (a service token), most recently updated first: each one's status, failing
+    tool, step and error code, the step and tool a stalled one waits for, its EHR, cohort and trace
+    id."""
+    if caller.veteran_id is not None:
+        return _problem(403, "service_only", "Only a service token may list renewals.")
     try:
         statuses = domain.statuses_named(status) if status else frozenset()
         after = domain.since_named(since, datetime.now(UTC)) if since else None

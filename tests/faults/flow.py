@@ -379,7 +379,8 @@ async def ledger_journeys(
     """Each renewal's journey (status, steps) in the renewal service's journey ledger."""
     journeys: dict[str, dict[str, Any]] = {}
     gate = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(timeout=30) as client:
+    sre = {"Authorization": f"Bearer {issue_service_token(AuthSettings(), subject='rxsm-cli')}"}
+    async with httpx.AsyncClient(timeout=30, headers=sre) as client:
 
         async def status(renewal_id: str) -> None:
             async with gate:

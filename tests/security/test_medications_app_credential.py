@@ -33,7 +33,10 @@ async def test_a_renewal_request_without_the_medications_app_credential_is_refus
     )
 
     assert response.status_code == status, response.text
-    saved = await services.renewal.get(f"/v1/renewals/by-idempotency-key/{request.key}")
+    saved = await services.renewal.get(
+        f"/v1/renewals/by-idempotency-key/{request.key}",
+        headers={"Authorization": f"Bearer {issue_service_token(AUTH)}"},
+    )
     assert saved.status_code == 404
 
 
@@ -47,5 +50,8 @@ async def test_the_medications_app_credential_is_accepted(services: HttpServices
     response = await services.renewal.post("/v1/renewals", json=request.body, headers=headers)
 
     assert response.status_code == 202, response.text
-    saved = await services.renewal.get(f"/v1/renewals/by-idempotency-key/{request.key}")
+    saved = await services.renewal.get(
+        f"/v1/renewals/by-idempotency-key/{request.key}",
+        headers={"Authorization": headers["Authorization"]},
+    )
     assert saved.json()["renewal_id"] == response.json()["renewal_id"]

@@ -43,14 +43,14 @@ async def measure(root: Path) -> dict[str, Any]:
         os.environ["RXSM_TOPIC_PARTITIONS"] = str(PARTITIONS)
         say(f"broker up at {kafka.bootstrap_servers}; raw 3-hop aiokafka pipeline...")
         results["raw"] = await run_raw(
-            kafka.bootstrap_servers, PARTITIONS, scaled(20000), 200, 10, root
+            kafka.bootstrap_servers, PARTITIONS, scaled(10000), 200, 10, root
         )
         with OtlpSink() as sink:
             say("rxsm flow, tracing on (spans exported over OTLP/HTTP to a local sink)...")
             results["rxsm_tracing_on"] = await run_flow(
                 kafka.bootstrap_servers,
                 root,
-                count=scaled(2000),
+                count=scaled(1000),
                 tracing_endpoint=sink.endpoint,
                 rate=200,
                 seconds=10,
@@ -59,7 +59,7 @@ async def measure(root: Path) -> dict[str, Any]:
             results["otlp_bytes_received"] = sink.received_bytes
         say("rxsm flow, tracing off...")
         results["rxsm_tracing_off"] = await run_flow(
-            kafka.bootstrap_servers, root, count=scaled(2000), tracing_endpoint=None
+            kafka.bootstrap_servers, root, count=scaled(1000), tracing_endpoint=None
         )
         results["broker_peak_rss_mb"] = jvm_peak_rss_mb(kafka.pid)
     finally:
@@ -71,12 +71,12 @@ async def measure(root: Path) -> dict[str, Any]:
         try:
             os.environ["RXSM_TOPIC_PARTITIONS"] = str(partitions)
             for instances in (1, 2):
-                say(f"scaling: {partitions} partition(s), {instances} instance(s) per service...")
+                say(f"scaling: {partitions} partition(s), {instances} care-team instance(s)...")
                 with OtlpSink() as sink:
                     run = await run_flow(
                         kafka.bootstrap_servers,
                         root,
-                        count=scaled(1000),
+                        count=scaled(500),
                         tracing_endpoint=sink.endpoint,
                         instances=instances,
                     )

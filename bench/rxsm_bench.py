@@ -73,14 +73,17 @@ def start_services(
     instances: int,
     logs: Path,
     profile_dir: Path | None = None,
+    scaled_services: tuple[str, ...] = ("careteam",),
 ) -> Services:
     """The services as processes; with ``profile_dir``, each runs under pyinstrument (a text report
-    per service is written there when it stops)."""
+    per service is written there when it stops). ``instances`` apply to ``scaled_services``: the
+    stateless care-team service by default, since the renewal and messaging services' SQLite files
+    take one writer at a time (several instances of them share a PostgreSQL; see tests/faults)."""
     procs: list[Proc] = []
     ports: dict[str, list[int]] = {}
     for name in SERVICES:
         ports[name] = []
-        for instance in range(instances):
+        for instance in range(instances if name in scaled_services else 1):
             port = free_port()
             env = {
                 **os.environ,

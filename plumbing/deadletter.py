@@ -15,6 +15,7 @@ and the owning tool; ``rxsm dlq replay`` puts it back on the group's retry topic
 
 import asyncio
 import base64
+import hashlib
 import json
 import random
 import time
@@ -143,9 +144,14 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
 
+LETTER_VALUE_LIMIT = 256 * 1024
+"""Bytes of the original value a dead letter keeps, so the letter itself always fits in Kafka."""
+
+
 def dead_letter_for(
     delivery: Delivery, identity: ServiceIdentity, group: str, error: BaseException, attempts: int
 ) -> DeadLetter:
+    value: bytes = delivery.record.value or b""
     return DeadLetter(
         tool=identity.tool,
         service=identity.name,
@@ -154,7 +160,10 @@ def dead_letter_for(
         partition=delivery.partition,
         offset=delivery.offset,
         key=_b64(delivery.record.key),
-        value=_b64(delivery.record.value) or "",
+        value=_b64(value[:LETTER_VALUE_LIMIT]) or "",
+        value_size=len(value),
+        value_truncated=len(value) > LETTER_VALUE_LIMIT,
+        value_sha256=hashlib.sha256(value).hexdigest(),
         headers=delivery.original_headers(),
         error_type=type(error).__name__,
         reason=safe_reason(error),

@@ -172,7 +172,10 @@ def dlq_replay(
             raise typer.BadParameter(f"no dead letter with id {', '.join(sorted(missing))}")
     if service:
         letters = [letter for letter in letters if letter.service == service]
-    sent = asyncio.run(deadletters.replay(bootstrap, letters))
+    try:
+        sent = asyncio.run(deadletters.replay(bootstrap, letters))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     for letter, topic in zip(letters, sent, strict=True):
         console.print(f"replayed {letter.event_id} -> {topic}")
     console.print(f"{len(sent)} dead letter(s) replayed")

@@ -52,7 +52,11 @@ def replay_record(letter: DeadLetter) -> dict[str, Any]:
 
 
 async def replay(bootstrap: str, letters: list[DeadLetter]) -> list[str]:
-    """Republish ``letters``; returns the topics they went to."""
+    """Republish ``letters``; returns the topics they went to. A letter that kept only the first
+    bytes of a huge record cannot be replayed (the original must be fetched from its topic)."""
+    truncated = [str(letter.event_id) for letter in letters if letter.value_truncated]
+    if truncated:
+        raise ValueError(f"these dead letters hold a truncated value: {', '.join(truncated)}")
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **security()
     )

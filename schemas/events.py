@@ -217,7 +217,12 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None = Field(description="The original key, base64.")
-    value: str = Field(description="The original value, base64.")
+    value: str = Field(description="The original value, base64 (its first bytes when truncated).")
+    value_size: int | None = Field(default=None, description="The original value's size in bytes.")
+    value_truncated: bool = Field(
+        default=False, description="The original was too large to keep whole in a dead letter."
+    )
+    value_sha256: str | None = Field(default=None, description="SHA-256 of the original value.")
     headers: dict[str, str] = Field(default_factory=dict)
     error_type: str
     reason: str = Field(description="What was wrong; never carries the payload.")

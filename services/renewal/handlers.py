@@ -297,7 +297,8 @@ async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded
         return None
     step = observed.record
     async with sessions.begin() as session:
-        row = await session.get(RenewalRow, str(observed.renewal_id))
+        # Locked (on PostgreSQL), so two instances recording steps of one renewal take turns.
+        row = await session.get(RenewalRow, str(observed.renewal_id), with_for_update=True)
         if row is None or not await first_time(session, LEDGER_GROUP, observed.event_id):
             return None
         first_of_step = not await ledger.reached_before(session, row.id, step.step.value)

@@ -1,5 +1,5 @@
 """Who may call the renewal service: ``POST /v1/renewals`` only the Medications app with its service
-token; its token opens no Veteran endpoint; the ledger's SRE endpoints need no credential."""
+token; its token opens no Veteran endpoint; the ledger answers service tokens, not anonymous callers."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -78,14 +78,17 @@ async def test_the_medications_app_token_opens_no_veteran_endpoint(flow: Flow) -
     assert draft.status_code == 401
 
 
-async def test_the_ledger_answers_sres_without_a_credential(
+async def test_the_ledger_answers_services_not_anonymous_callers(
     flow: Flow, anyone: httpx.AsyncClient
 ) -> None:
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id = accepted.json()["renewal_id"]
+    sre = {"Authorization": f"Bearer {issue_service_token(AuthSettings(), subject='rxsm-cli')}"}
 
-    found = await anyone.get(f"/v1/renewals/{renewal_id}")
-    listed = await anyone.get("/v1/renewals", params={"since": "1h"})
+    assert (await anyone.get(f"/v1/renewals/{renewal_id}")).status_code == 401
+    assert (await anyone.get("/v1/renewals", params={"since": "1h"})).status_code == 401
+    found = await anyone.get(f"/v1/renewals/{renewal_id}", headers=sre)
+    listed = await anyone.get("/v1/renewals", params={"since": "1h"}, headers=sre)
 
     assert found.status_code == listed.status_code == 200
     assert found.json()["renewal_id"] == renewal_id

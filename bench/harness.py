@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,10 +86,15 @@ async def collect(
     bootstrap: str,
     topic_names: list[str],
     expected: int,
-    on_record: Callable[[str, dict[str, Any], float], bool],
+    on_record: Callable[[str, dict[str, Any], float], int],
     within: float = 300,
+    settled: Callable[[], int] = lambda: 0,
 ) -> float:
-    """Read topics (from now on) until ``on_record`` accepted ``expected`` records; returns the time."""
+    """Read topics (from now on) until ``on_record`` counted ``expected`` outcomes; returns the time.
+
+    ``on_record`` returns how many outcomes a record completes (0, 1, or more when it releases
+    outcomes that arrived before it); ``settled`` counts outcomes settled outside Kafka (a failed
+    send), so the wait ends once every record has an outcome either way."""
     consumer = AIOKafkaConsumer(
         *topic_names,
         bootstrap_servers=bootstrap,
@@ -105,15 +111,14 @@ async def collect(
     accepted = 0
     deadline = time.time() + within
     try:
-        while accepted < expected:
+        while accepted + settled() < expected:
             if time.time() > deadline:
-                raise TimeoutError(f"saw {accepted} of {expected} records")
+                raise TimeoutError(f"saw {accepted} (+{settled()} settled) of {expected}")
             batches = await consumer.getmany(timeout_ms=200)
             now = time.time()
             for tp, records in batches.items():
                 for record in records:
-                    if on_record(tp.topic, json.loads(record.value), now):
-                        accepted += 1
+                    accepted += on_record(tp.topic, json.loads(record.value), now)
         return time.time()
     finally:
         await consumer.stop()
@@ -142,10 +147,12 @@ class Proc:
         return float("nan")
 
     def stop(self) -> None:
+        """Stop gracefully with SIGINT: uvicorn re-raises the signal it caught once it has shut
+        down, and a KeyboardInterrupt (unlike SIGTERM) still lets pyinstrument write its report."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

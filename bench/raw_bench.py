@@ -35,9 +35,9 @@ async def run_raw(
     try:
         latency = Latency()
 
-        def seen(_: str, value: dict[str, Any], now: float) -> bool:
+        def seen(_: str, value: dict[str, Any], now: float) -> int:
             latency.samples.append((now * 1e9 - value["fed_ns"]) / 1e6)
-            return True
+            return 1
 
         def make(index: int) -> tuple[bytes, bytes]:
             return str(index % 997).encode(), record(index)

@@ -22,68 +22,97 @@ RESULTS = Path(__file__).parent / "results"
 PARTITIONS = 3
 PROFILE = os.environ.get("RXSM_BENCH_PROFILE") == "1"
 """RXSM_BENCH_PROFILE=1 runs each service of the tracing-on run under pyinstrument."""
-PROFILES = RESULTS
+
+
+def scale() -> float:
+    return float(os.environ.get("RXSM_BENCH_SCALE", "1"))
 
 
 def scaled(n: int) -> int:
-    return max(int(n * float(os.environ.get("RXSM_BENCH_SCALE", "1"))), 20)
+    return max(int(n * scale()), 20)
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def measure(root: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "partitions": PARTITIONS,
-    }
+class Recorder:
+    """The run's figures, written to bench/results/latest.json after every phase, so a run that is
+    stopped part-way still leaves what it measured."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.results: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "partitions": PARTITIONS,
+            "complete": False,
+        }
+
+    def record(self, name: str, figures: Any) -> None:
+        self.results[name] = figures
+        self.results["seconds"] = round(time.time() - self.started)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "latest.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        say(f"  {name} done at {self.results['seconds']} s")
+
+
+SCALING = ((1, 1), (2, 1), (4, 1), (4, 2))
+"""(partitions, care-team instances) of the scaling runs."""
+
+
+async def measure(root: Path, recorder: Recorder) -> None:
     kafka = private_broker(root)
     try:
         os.environ["RXSM_TOPIC_PARTITIONS"] = str(PARTITIONS)
         say(f"broker up at {kafka.bootstrap_servers}; raw 3-hop aiokafka pipeline...")
-        results["raw"] = await run_raw(
-            kafka.bootstrap_servers, PARTITIONS, scaled(10000), 200, 10, root
+        recorder.record(
+            "raw", await run_raw(kafka.bootstrap_servers, PARTITIONS, scaled(10000), 200, 10, root)
         )
         with OtlpSink() as sink:
             say("rxsm flow, tracing on (spans exported over OTLP/HTTP to a local sink)...")
-            results["rxsm_tracing_on"] = await run_flow(
-                kafka.bootstrap_servers,
-                root,
-                count=scaled(1000),
-                tracing_endpoint=sink.endpoint,
-                rate=200,
-                seconds=10,
-                sends=True,
+            recorder.record(
+                "rxsm_tracing_on",
+                await run_flow(
+                    kafka.bootstrap_servers,
+                    root,
+                    count=scaled(1000),
+                    tracing_endpoint=sink.endpoint,
+                    rate=200,
+                    seconds=10 * min(scale(), 1),
+                    sends=True,
+                    profile_dir=RESULTS if PROFILE else None,
+                ),
             )
-            results["otlp_bytes_received"] = sink.received_bytes
+            recorder.record("otlp_bytes_received", sink.received_bytes)
         say("rxsm flow, tracing off...")
-        results["rxsm_tracing_off"] = await run_flow(
-            kafka.bootstrap_servers, root, count=scaled(1000), tracing_endpoint=None
+        recorder.record(
+            "rxsm_tracing_off",
+            await run_flow(
+                kafka.bootstrap_servers, root, count=scaled(1000), tracing_endpoint=None
+            ),
         )
-        results["broker_peak_rss_mb"] = jvm_peak_rss_mb(kafka.pid)
+        recorder.record("broker_peak_rss_mb", jvm_peak_rss_mb(kafka.pid))
     finally:
         kafka.stop()
 
-    results["scaling"] = []
-    for partitions in (1, 2, 4):
+    scaling: list[dict[str, Any]] = []
+    for partitions, instances in SCALING:
+        say(f"scaling: {partitions} partition(s), {instances} care-team instance(s)...")
         kafka = private_broker(root)
         try:
             os.environ["RXSM_TOPIC_PARTITIONS"] = str(partitions)
-            for instances in (1, 2):
-                say(f"scaling: {partitions} partition(s), {instances} care-team instance(s)...")
-                with OtlpSink() as sink:
-                    run = await run_flow(
-                        kafka.bootstrap_servers,
-                        root,
-                        count=scaled(500),
-                        tracing_endpoint=sink.endpoint,
-                        instances=instances,
-                    )
-                results["scaling"].append({"partitions": partitions, "instances": instances, **run})
+            with OtlpSink() as sink:
+                run = await run_flow(
+                    kafka.bootstrap_servers,
+                    root,
+                    count=scaled(500),
+                    tracing_endpoint=sink.endpoint,
+                    instances=instances,
+                )
         finally:
             kafka.stop()
-    return results
+        scaling.append({"partitions": partitions, "instances": instances, **run})
+        recorder.record("scaling", scaling)
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -96,11 +125,20 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def latency_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+    def quantiles(figures: dict[str, float]) -> str:
+        return " / ".join(str(figures[q]) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms"
+
+    rate = f"{run['offered_per_s']:g}/s"
+    return [
+        (f"request -> draft at {rate} p50/p95/p99/max", quantiles(run["request_to_draft"])),
+        (f"request -> sent at {rate} p50/p95/p99/max", quantiles(run["request_to_sent"])),
+    ]
+
+
 def table(results: dict[str, Any]) -> str:
     raw, on, off = results["raw"], results["rxsm_tracing_on"], results["rxsm_tracing_off"]
     ratio = results["ratios"]
-    lat = on["latency_request_to_draft"]
-    sent = on["latency_request_to_sent"]
     rows = [
         ("raw 3-hop aiokafka pipeline", f"{raw['throughput_msg_s']:,.0f} msg/s"),
         (
@@ -115,14 +153,8 @@ def table(results: dict[str, Any]) -> str:
             "send path (HTTP send -> message sent)",
             f"{on.get('send_throughput_s', float('nan')):,.1f} sends/s",
         ),
-        (
-            "request -> draft at 200/s p50/p95/p99/max",
-            f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']} / {lat['max_ms']} ms",
-        ),
-        (
-            "request -> sent at 200/s p50/p95/p99/max",
-            f"{sent['p50_ms']} / {sent['p95_ms']} / {sent['p99_ms']} / {sent['max_ms']} ms",
-        ),
+        *latency_rows(on["latency_at_offered_rate"]),
+        *latency_rows(on["latency_at_half_capacity"]),
         ("CPU seconds per 1,000 renewals (services)", f"{on['cpu_s_per_1000']}"),
         ("peak RSS per service (MB)", ", ".join(f"{k} {v}" for k, v in on["peak_rss_mb"].items())),
         ("peak RSS broker (MB)", f"{results['broker_peak_rss_mb']}"),
@@ -139,14 +171,12 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    started = time.time()
-    RESULTS.mkdir(exist_ok=True)
+    recorder = Recorder()
     with tempfile.TemporaryDirectory(prefix="rxsm-bench-") as root:
-        results = asyncio.run(measure(Path(root)))
-    results["ratios"] = ratios(results)
-    results["seconds"] = round(time.time() - started)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        asyncio.run(measure(Path(root), recorder))
+    recorder.record("ratios", ratios(recorder.results))
+    recorder.record("complete", True)
     say("")
-    say(table(results))
-    say(f"\n{results['seconds']} s; figures in {RESULTS / 'latest.json'}")
+    say(table(recorder.results))
+    say(f"\n{recorder.results['seconds']} s; figures in {RESULTS / 'latest.json'}")
     return 0

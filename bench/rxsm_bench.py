@@ -30,30 +30,45 @@ def renewal_record(index: int) -> tuple[bytes, bytes]:
 
 @dataclass
 class Journeys:
-    """Correlates fed requests with their events: prescription -> renewal -> draft -> message."""
+    """Correlates fed requests with their events: prescription -> renewal -> draft -> message.
+
+    The sink reads several topics at once, so a renewal's ``draft.created`` can arrive before its
+    ``renewal.requested``; outcomes seen early wait in ``early`` until their renewal is known.
+    """
 
     fed_at: dict[str, float] = field(default_factory=dict)
     renewal_of: dict[str, str] = field(default_factory=dict)
     drafts: dict[str, str] = field(default_factory=dict)
+    early: dict[str, list[tuple[dict[str, Any], float]]] = field(default_factory=dict)
     to_draft: Latency = field(default_factory=Latency)
     to_sent: Latency = field(default_factory=Latency)
+    on_drafted: Callable[[str], None] | None = None
+    """Called with each new draft's id (the Veteran sending it as soon as it exists)."""
 
-    def on_event(self, topic: str, event: dict[str, Any], now: float) -> str | None:
+    def on_event(self, topic: str, event: dict[str, Any], now: float) -> list[str]:
+        """The outcomes (``drafted``, ``sent``) this event completes, for renewals fed here."""
         kind = event.get("event_type")
         if kind == "renewal.requested":
             self.renewal_of[event["renewal_id"]] = event["prescription"]["prescriptionId"]
-        elif kind == "draft.created" and event.get("renewal_id") in self.renewal_of:
-            fed = self.fed_at.get(self.renewal_of[event["renewal_id"]])
+            waiting = self.early.pop(event["renewal_id"], [])
+            return [o for e, seen in waiting for o in self.on_event(topic, e, seen)]
+        if kind not in ("draft.created", "message.sent") or not event.get("renewal_id"):
+            return []
+        prescription = self.renewal_of.get(event["renewal_id"])
+        if prescription is None:
+            self.early.setdefault(event["renewal_id"], []).append((event, now))
+            return []
+        fed = self.fed_at.get(prescription)
+        if fed is None:
+            return []
+        if kind == "draft.created":
             self.drafts[event["renewal_id"]] = event["draft_id"]
-            if fed is not None:
-                self.to_draft.samples.append((now - fed) * 1000)
-            return "drafted"
-        elif kind == "message.sent" and event.get("renewal_id") in self.renewal_of:
-            fed = self.fed_at.get(self.renewal_of[event["renewal_id"]])
-            if fed is not None:
-                self.to_sent.samples.append((now - fed) * 1000)
-            return "sent"
-        return None
+            self.to_draft.samples.append((now - fed) * 1000)
+            if self.on_drafted:
+                self.on_drafted(event["draft_id"])
+            return ["drafted"]
+        self.to_sent.samples.append((now - fed) * 1000)
+        return ["sent"]
 
 
 @dataclass
@@ -97,14 +112,11 @@ def start_services(
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
             else:
                 env["OTEL_SDK_DISABLED"] = "true"
-            procs.append(
-                spawn(
-                    f"{name}-{instance}",
-                    ["-m", "rxsm", "serve", name],
-                    env,
-                    logs / f"{name}-{instance}.log",
-                )
-            )
+            command = ["-m", "rxsm", "serve", name]
+            if profile_dir:
+                report = profile_dir / f"profile-{name}-{instance}.txt"
+                command = ["-m", "pyinstrument", "-r", "text", "-o", str(report), *command]
+            procs.append(spawn(f"{name}-{instance}", command, env, logs / f"{name}-{instance}.log"))
             ports[name].append(port)
     services = Services(procs, ports)
     try:
@@ -147,8 +159,8 @@ async def drive(
 ) -> tuple[float, float]:
     """Feed ``count`` renewal requests; returns (start, time the last draft was created)."""
 
-    def seen(topic: str, event: dict[str, Any], now: float) -> bool:
-        return journeys.on_event(topic, event, now) == "drafted"
+    def seen(topic: str, event: dict[str, Any], now: float) -> int:
+        return journeys.on_event(topic, event, now).count("drafted")
 
     sink = asyncio.create_task(
         collect(bootstrap, [topics.RENEWAL_REQUESTED, topics.DRAFTS], count, seen)
@@ -216,40 +228,75 @@ async def run_flow(
             result["send_throughput_s"] = round(len(journeys.drafts) / seconds_taken, 1)
             result["send_failures"] = failures
         if rate:
-            fixed = Journeys()
-            sent = asyncio.create_task(
-                _send_as_drafted(bootstrap, services, fixed, int(rate * seconds))
+            result["latency_at_offered_rate"] = await latency_at(bootstrap, services, rate, seconds)
+            half = result["throughput_renewals_s"] / 2
+            result["latency_at_half_capacity"] = await latency_at(
+                bootstrap, services, half, seconds
             )
-            await drive(bootstrap, int(rate * seconds), rate, fixed)
-            await sent
-            result["latency_request_to_draft"] = fixed.to_draft.summary()
-            result["latency_request_to_sent"] = fixed.to_sent.summary()
         result["peak_rss_mb"] = {p.name: p.peak_rss_mb() for p in services.procs}
         return result
     finally:
         services.stop()
 
 
+async def latency_at(
+    bootstrap: str, services: Services, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Renewals offered at ``rate``/s for ``seconds``, each draft sent as soon as it exists:
+    latency from request to draft created and to message sent."""
+    count = max(int(rate * seconds), 20)
+    journeys = Journeys()
+    sent = asyncio.create_task(_send_as_drafted(bootstrap, services, journeys, count))
+    await drive(bootstrap, count, rate, journeys)
+    failures = await sent
+    return {
+        "offered_per_s": round(rate, 1),
+        "renewals": count,
+        "request_to_draft": journeys.to_draft.summary(),
+        "request_to_sent": journeys.to_sent.summary(),
+        "send_failures": failures,
+    }
+
+
 async def _send_as_drafted(
-    bootstrap: str, services: Services, journeys: Journeys, count: int
-) -> None:
-    """The Veteran sends each draft as soon as it exists; records request -> message sent."""
+    bootstrap: str, services: Services, journeys: Journeys, count: int, concurrency: int = 16
+) -> int:
+    """The Veteran sends each draft as soon as it exists (at most ``concurrency`` sends in flight);
+    records request -> message sent. Returns how many sends failed (they count as settled)."""
     token = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
     port = services.ports["messaging"][0]
-    pending: set[asyncio.Task[Any]] = set()
+    gate = asyncio.Semaphore(concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    failures = 0
+
     async with httpx.AsyncClient(timeout=30) as http:
 
-        def seen(topic: str, event: dict[str, Any], now: float) -> bool:
-            outcome = journeys.on_event(topic, event, now)
-            if outcome == "drafted":
-                url = f"http://127.0.0.1:{port}/v1/drafts/{event['draft_id']}/send"
-                task = asyncio.create_task(http.post(url, headers=token))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            return outcome == "sent"
+        async def send(draft_id: str) -> None:
+            nonlocal failures
+            async with gate:
+                try:
+                    url = f"http://127.0.0.1:{port}/v1/drafts/{draft_id}/send"
+                    response = await http.post(url, headers=token)
+                    failures += response.status_code != 200
+                except httpx.HTTPError:
+                    failures += 1
 
+        def on_drafted(draft_id: str) -> None:
+            task = asyncio.create_task(send(draft_id))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        def seen(topic: str, event: dict[str, Any], now: float) -> int:
+            return journeys.on_event(topic, event, now).count("sent")
+
+        journeys.on_drafted = on_drafted
         await collect(
-            bootstrap, [topics.RENEWAL_REQUESTED, topics.DRAFTS, topics.MESSAGES], count, seen
+            bootstrap,
+            [topics.RENEWAL_REQUESTED, topics.DRAFTS, topics.MESSAGES],
+            count,
+            seen,
+            settled=lambda: failures,
         )
         if pending:
             await asyncio.gather(*pending)
+    return failures

@@ -215,13 +215,16 @@ async def run_flow(
         warm = Journeys()
         await drive(bootstrap, 50, None, warm)
         journeys = Journeys()
-        cpu_before = sum(p.cpu_seconds() for p in services.procs)
+        cpu_before = {p.name: p.cpu_seconds() for p in services.procs}
         started, finished = await drive(bootstrap, count, None, journeys)
-        cpu_used = sum(p.cpu_seconds() for p in services.procs) - cpu_before
+        cpu_used = {p.name: p.cpu_seconds() - cpu_before[p.name] for p in services.procs}
         result: dict[str, Any] = {
             "renewals": count,
             "throughput_renewals_s": round(count / (finished - started), 1),
-            "cpu_s_per_1000": round(cpu_used / count * 1000, 2),
+            "cpu_s_per_1000": round(sum(cpu_used.values()) / count * 1000, 2),
+            "cpu_s_per_1000_by_service": {
+                name: round(used / count * 1000, 2) for name, used in cpu_used.items()
+            },
         }
         if sends:
             seconds_taken, failures = await send_all(services, list(journeys.drafts.values()))

@@ -147,8 +147,7 @@ class Proc:
         return float("nan")
 
     def stop(self) -> None:
-        """Stop gracefully with SIGINT: uvicorn re-raises the signal it caught once it has shut
-        down, and a KeyboardInterrupt (unlike SIGTERM) still lets pyinstrument write its report."""
+        """Stop gracefully (uvicorn shuts down on SIGINT as on SIGTERM); killed after 60 s."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:

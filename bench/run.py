@@ -1,7 +1,7 @@
 """``make bench``: one run that measures the raw Kafka limit and the rxsm flow on this machine.
 
 Prints a table and writes bench/results/latest.json. Sizes can be scaled with RXSM_BENCH_SCALE (1.0 by
-default; 0.2 for a quick look); RXSM_BENCH_PROFILE=1 also writes a pyinstrument profile per service.
+default; 0.2 for a quick look); RXSM_BENCH_PROFILE=1 also profiles each service under load (py-spy).
 """
 
 import asyncio
@@ -21,8 +21,8 @@ from bench.rxsm_bench import run_flow
 RESULTS = Path(__file__).parent / "results"
 PARTITIONS = 3
 PROFILE = os.environ.get("RXSM_BENCH_PROFILE") == "1"
-"""RXSM_BENCH_PROFILE=1 adds a run of the flow with each service under pyinstrument (a run of its
-own, so the profiler's cost does not touch the other figures)."""
+"""RXSM_BENCH_PROFILE=1 adds a run of the flow with py-spy sampling each service (a run of its own,
+so the sampling's cost does not touch the other figures); see bench/profiling.py."""
 
 
 def scale() -> float:
@@ -85,7 +85,7 @@ async def measure(root: Path, recorder: Recorder) -> None:
             )
             recorder.record("otlp_bytes_received", sink.received_bytes)
             if PROFILE:
-                say("rxsm flow under pyinstrument (tracing on)...")
+                say("rxsm flow sampled by py-spy (tracing on)...")
                 recorder.record(
                     "rxsm_profiled",
                     await run_flow(
@@ -142,9 +142,11 @@ def latency_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
         return " / ".join(str(figures[q]) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms"
 
     rate = f"{run['offered_per_s']:g}/s"
+    stages = " / ".join(f"{v}" for v in run["request_to_stage_p50_ms"].values())
     return [
         (f"request -> draft at {rate} p50/p95/p99/max", quantiles(run["request_to_draft"])),
         (f"request -> sent at {rate} p50/p95/p99/max", quantiles(run["request_to_sent"])),
+        (f"  p50 by hop at {rate}: requested/teams/draft/sent", f"{stages} ms"),
     ]
 
 

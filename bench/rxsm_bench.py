@@ -4,6 +4,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from uuid import uuid4
 import httpx
 
 from bench.harness import Latency, Proc, collect, feed, spawn
+from bench.profiling import profiled
 from demo.requests import VETERAN, renewal_request
 from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_token
@@ -28,47 +30,58 @@ def renewal_record(index: int) -> tuple[bytes, bytes]:
     return request.prescription.prescriptionId.encode(), request.model_dump_json().encode()
 
 
+STAGES = ("renewal.requested", "careteams.resolved", "draft.created", "message.sent")
+"""The events a renewal passes on its way, one per hop: renewal, care team, messaging, send."""
+
+
 @dataclass
 class Journeys:
-    """Correlates fed requests with their events: prescription -> renewal -> draft -> message.
+    """Correlates fed requests with their events (prescription -> renewal -> draft -> message) and
+    times each stage from the request being fed.
 
-    The sink reads several topics at once, so a renewal's ``draft.created`` can arrive before its
-    ``renewal.requested``; outcomes seen early wait in ``early`` until their renewal is known.
+    The sink reads several topics at once, so a renewal's later events can arrive before its
+    ``renewal.requested``; those wait in ``early`` until their renewal is known.
     """
 
     fed_at: dict[str, float] = field(default_factory=dict)
     renewal_of: dict[str, str] = field(default_factory=dict)
     drafts: dict[str, str] = field(default_factory=dict)
     early: dict[str, list[tuple[dict[str, Any], float]]] = field(default_factory=dict)
-    to_draft: Latency = field(default_factory=Latency)
-    to_sent: Latency = field(default_factory=Latency)
+    stages: dict[str, Latency] = field(default_factory=lambda: {s: Latency() for s in STAGES})
     on_drafted: Callable[[str], None] | None = None
     """Called with each new draft's id (the Veteran sending it as soon as it exists)."""
 
+    @property
+    def to_draft(self) -> Latency:
+        return self.stages["draft.created"]
+
+    @property
+    def to_sent(self) -> Latency:
+        return self.stages["message.sent"]
+
     def on_event(self, topic: str, event: dict[str, Any], now: float) -> list[str]:
         """The outcomes (``drafted``, ``sent``) this event completes, for renewals fed here."""
-        kind = event.get("event_type")
+        kind, renewal_id = event.get("event_type"), event.get("renewal_id")
+        if kind not in STAGES or not renewal_id:
+            return []
         if kind == "renewal.requested":
-            self.renewal_of[event["renewal_id"]] = event["prescription"]["prescriptionId"]
-            waiting = self.early.pop(event["renewal_id"], [])
-            return [o for e, seen in waiting for o in self.on_event(topic, e, seen)]
-        if kind not in ("draft.created", "message.sent") or not event.get("renewal_id"):
+            self.renewal_of[renewal_id] = event["prescription"]["prescriptionId"]
+        fed = self.fed_at.get(self.renewal_of.get(renewal_id, ""))
+        if renewal_id not in self.renewal_of:
+            self.early.setdefault(renewal_id, []).append((event, now))
             return []
-        prescription = self.renewal_of.get(event["renewal_id"])
-        if prescription is None:
-            self.early.setdefault(event["renewal_id"], []).append((event, now))
-            return []
-        fed = self.fed_at.get(prescription)
         if fed is None:
             return []
+        self.stages[kind].samples.append((now - fed) * 1000)
+        if kind == "renewal.requested":
+            waiting = self.early.pop(renewal_id, [])
+            return [o for e, seen in waiting for o in self.on_event(topic, e, seen)]
         if kind == "draft.created":
-            self.drafts[event["renewal_id"]] = event["draft_id"]
-            self.to_draft.samples.append((now - fed) * 1000)
+            self.drafts[renewal_id] = event["draft_id"]
             if self.on_drafted:
                 self.on_drafted(event["draft_id"])
             return ["drafted"]
-        self.to_sent.samples.append((now - fed) * 1000)
-        return ["sent"]
+        return ["sent"] if kind == "message.sent" else []
 
 
 @dataclass
@@ -87,11 +100,10 @@ def start_services(
     otlp: str | None,
     instances: int,
     logs: Path,
-    profile_dir: Path | None = None,
     scaled_services: tuple[str, ...] = ("careteam",),
 ) -> Services:
-    """The services as processes; with ``profile_dir``, each runs under pyinstrument (a text report
-    per service is written there when it stops). ``instances`` apply to ``scaled_services``: the
+    """The services as processes, tracing on (spans exported to ``otlp``) or off (not sampled; the
+    metrics stay on). ``instances`` apply to ``scaled_services``: the
     stateless care-team service by default, since the renewal and messaging services' SQLite files
     take one writer at a time (several instances of them share a PostgreSQL; see tests/faults)."""
     procs: list[Proc] = []
@@ -111,12 +123,15 @@ def start_services(
             if otlp:
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
             else:
-                env["OTEL_SDK_DISABLED"] = "true"
-            command = ["-m", "rxsm", "serve", name]
-            if profile_dir:
-                report = profile_dir / f"profile-{name}-{instance}.txt"
-                command = ["-m", "pyinstrument", "-r", "text", "-o", str(report), *command]
-            procs.append(spawn(f"{name}-{instance}", command, env, logs / f"{name}-{instance}.log"))
+                env["OTEL_TRACES_SAMPLER"] = "always_off"
+            procs.append(
+                spawn(
+                    f"{name}-{instance}",
+                    ["-m", "rxsm", "serve", name],
+                    env,
+                    logs / f"{name}-{instance}.log",
+                )
+            )
             ports[name].append(port)
     services = Services(procs, ports)
     try:
@@ -163,7 +178,9 @@ async def drive(
         return journeys.on_event(topic, event, now).count("drafted")
 
     sink = asyncio.create_task(
-        collect(bootstrap, [topics.RENEWAL_REQUESTED, topics.DRAFTS], count, seen)
+        collect(
+            bootstrap, [topics.RENEWAL_REQUESTED, topics.CARE_TEAMS, topics.DRAFTS], count, seen
+        )
     )
     await asyncio.sleep(2)
     started = await feed(bootstrap, topics.RENEWAL_REQUESTS, count, feeder(journeys), rate=rate)
@@ -210,13 +227,14 @@ async def run_flow(
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
-    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs, profile_dir)
+    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs)
     try:
         warm = Journeys()
         await drive(bootstrap, 50, None, warm)
         journeys = Journeys()
         cpu_before = {p.name: p.cpu_seconds() for p in services.procs}
-        started, finished = await drive(bootstrap, count, None, journeys)
+        with profiled(services.procs, profile_dir) if profile_dir else nullcontext():
+            started, finished = await drive(bootstrap, count, None, journeys)
         cpu_used = {p.name: p.cpu_seconds() - cpu_before[p.name] for p in services.procs}
         result: dict[str, Any] = {
             "renewals": count,
@@ -246,17 +264,21 @@ async def latency_at(
     bootstrap: str, services: Services, rate: float, seconds: float
 ) -> dict[str, Any]:
     """Renewals offered at ``rate``/s for ``seconds``, each draft sent as soon as it exists:
-    latency from request to draft created and to message sent."""
+    latency from request to each stage (request -> draft created -> message sent)."""
     count = max(int(rate * seconds), 20)
     journeys = Journeys()
     sent = asyncio.create_task(_send_as_drafted(bootstrap, services, journeys, count))
-    await drive(bootstrap, count, rate, journeys)
+    await asyncio.sleep(2)
+    await feed(bootstrap, topics.RENEWAL_REQUESTS, count, feeder(journeys), rate=rate)
     failures = await sent
     return {
         "offered_per_s": round(rate, 1),
         "renewals": count,
         "request_to_draft": journeys.to_draft.summary(),
         "request_to_sent": journeys.to_sent.summary(),
+        "request_to_stage_p50_ms": {
+            stage: latency.summary()["p50_ms"] for stage, latency in journeys.stages.items()
+        },
         "send_failures": failures,
     }
 
@@ -295,7 +317,7 @@ async def _send_as_drafted(
         journeys.on_drafted = on_drafted
         await collect(
             bootstrap,
-            [topics.RENEWAL_REQUESTED, topics.DRAFTS, topics.MESSAGES],
+            [topics.RENEWAL_REQUESTED, topics.CARE_TEAMS, topics.DRAFTS, topics.MESSAGES],
             count,
             seen,
             settled=lambda: failures,

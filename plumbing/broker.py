@@ -16,10 +16,16 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.middlewares import AckPolicy
 from opentelemetry.sdk.trace import TracerProvider
 
-from plumbing.deadletter import RETRY_GROUP_SUFFIX, DeadLetterMiddleware, RetryPolicy
+from plumbing.deadletter import (
+    RETRY_GROUP_SUFFIX,
+    RETRY_POLICY,
+    DeadLetterMiddleware,
+    RetryPolicy,
+)
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.settings import ServiceSettings
+from plumbing.telemetry import TRACING
 from schemas import topics
 
 
@@ -32,7 +38,7 @@ def make_broker(
         redeliveries=settings.redeliveries,
         redelivery_delay_seconds=settings.redelivery_delay_seconds,
     )
-    return KafkaBroker(
+    broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"rxsm-{identity.name}",
         acks="all",
@@ -46,6 +52,13 @@ def make_broker(
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
     )
+    broker.context.set_global(RETRY_POLICY, retry)
+    broker.context.set_global(TRACING, tracing)
+    return broker
+
+
+BATCH_RECORDS = 200
+"""The most records a batch subscriber takes at once (fewer when fewer are waiting)."""
 
 
 def subscribe(
@@ -54,24 +67,31 @@ def subscribe(
     handler: Callable[..., Awaitable[Any]],
     identity: ServiceIdentity,
     group: str | None = None,
+    batch_handler: Callable[..., Awaitable[Any]] | None = None,
 ) -> None:
     """Consume ``source`` topic(s) with ``handler`` in ``group``, and their retry topics beside.
 
     One consumer reads the topics themselves; another, in a group of its own, reads the group's retry
     topics, so a record waiting there for its due time never holds up the main topics, and neither
-    consumer's joins rebalance the other.
+    consumer's joins rebalance the other. With ``batch_handler``, the topics themselves are consumed
+    in batches of up to ``BATCH_RECORDS`` (offsets committed once per batch; the handler settles each
+    record, see ``deadletter.Settlement``); the retry topics stay record by record.
     """
     group = group or identity.consumer_group
     main = [source] if isinstance(source, str) else list(source)
     retry = [topics.retry_topic(topic, group) for topic in main]
-    for subscribed, group_id in ((main, group), (retry, group + RETRY_GROUP_SUFFIX)):
-        router.subscriber(
-            *subscribed,
-            group_id=group_id,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            auto_offset_reset="earliest",
-            heartbeat_interval_ms=1000,
-        )(handler)
+    options: dict[str, Any] = {
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": "earliest",
+        "heartbeat_interval_ms": 1000,
+    }
+    if batch_handler is None:
+        router.subscriber(*main, group_id=group, **options)(handler)
+    else:
+        router.subscriber(*main, group_id=group, batch=True, max_records=BATCH_RECORDS, **options)(
+            batch_handler
+        )
+    router.subscriber(*retry, group_id=group + RETRY_GROUP_SUFFIX, **options)(handler)
 
 
 def consumer_options(identity: ServiceIdentity) -> dict[str, Any]:

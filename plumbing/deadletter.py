@@ -43,6 +43,8 @@ ORIGINAL_PARTITION = "rxsm-original-partition"
 ORIGINAL_OFFSET = "rxsm-original-offset"
 METRICS = "metrics"
 """The broker context key of the service's ``ServiceMetrics``: dead letters are counted there."""
+RETRY_POLICY = "retry_policy"
+"""The broker context key of the service's ``RetryPolicy`` (set by make_broker)."""
 RETRY_GROUP_SUFFIX = ".retry"
 """The retry topics of group G are read by group G + this suffix (so neither rebalances the other)."""
 RETRY_HEADERS = (
@@ -171,6 +173,96 @@ def dead_letter_for(
     )
 
 
+@dataclass
+class Settlement:
+    """What becomes of a record that failed for good in this delivery: a permanent error, or no
+    redeliveries left, dead-letters it; otherwise it is parked on the group's retry topic with a
+    due time. Used by the middleware, and by batch handlers for the single records of a batch."""
+
+    identity: ServiceIdentity
+    policy: RetryPolicy
+    group: str
+    broker: Any
+    metrics: ServiceMetrics | None
+
+    @classmethod
+    def of(cls, context: ContextRepo, identity: ServiceIdentity, group: str) -> "Settlement":
+        """The settlement of ``group``'s records, from the broker's context (see make_broker)."""
+        metrics = context.get(METRICS)
+        return cls(
+            identity,
+            context.get(RETRY_POLICY) or RetryPolicy(),
+            group,
+            context.get("broker"),
+            metrics if isinstance(metrics, ServiceMetrics) else None,
+        )
+
+    @property
+    def log(self) -> Any:
+        return get_logger(self.identity)
+
+    async def refuse(self, record: ConsumerRecord, error: BaseException) -> None:
+        """Settle one record of a batch that failed (tried once in this delivery), marking the
+        current span failed."""
+        record_failure(type(error).__name__, self.identity.tool)
+        delivery = Delivery.of(record)
+        await self.settle(delivery, error, delivery.earlier_attempts + 1)
+
+    async def settle(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        if isinstance(error, PERMANENT) or delivery.redeliveries >= self.policy.redeliveries:
+            await self.dead_letter(delivery, error, attempts)
+        else:
+            await self.park(delivery, error, attempts)
+
+    async def park(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        delay = self.policy.redelivery_delay(delivery.redeliveries)
+        headers = {
+            **delivery.original_headers(),
+            ATTEMPTS: str(attempts),
+            REDELIVERIES: str(delivery.redeliveries + 1),
+            RETRY_AT: str(int((time.time() + delay) * 1000)),
+            ORIGINAL_TOPIC: delivery.topic,
+            ORIGINAL_PARTITION: str(delivery.partition),
+            ORIGINAL_OFFSET: str(delivery.offset),
+        }
+        retry_topic = topics.retry_topic(delivery.topic, self.group)
+        await self.broker.publish(
+            delivery.record.value, topic=retry_topic, key=delivery.record.key, headers=headers
+        )
+        self.log.warning(
+            "event parked for retry",
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            error_type=type(error).__name__,
+            attempts=attempts,
+            retry_in_seconds=delay,
+        )
+
+    async def dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
+        letter = dead_letter_for(delivery, self.identity, self.group, error, attempts)
+        await self.broker.publish(letter, topic=topics.DEAD_LETTER, key=delivery.record.key)
+        if self.metrics is not None:
+            self.metrics.dead_letters.add(
+                1,
+                {
+                    "tool": str(self.identity.tool),
+                    "consumer_group": self.group,
+                    "topic": delivery.topic,
+                    "error_type": letter.error_type,
+                },
+            )
+        self.log.warning(
+            "event dead-lettered",
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            error_type=letter.error_type,
+            reason=letter.reason,
+            attempts=attempts,
+        )
+
+
 class DeadLetterMiddleware:
     """FastStream middleware factory: ``KafkaBroker(middlewares=[DeadLetterMiddleware(...)])``."""
 
@@ -189,14 +281,20 @@ class _DeadLetterScope(BaseMiddleware):
         super().__init__(msg, context=context)
         self.identity = identity
         self.policy = policy
-        self.log = get_logger(identity)
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        if isinstance(msg.raw_message, tuple):
+            # A batch: its handler settles each record itself (Settlement); an unexpected error
+            # leaves the batch uncommitted, so it is consumed again.
+            return await call_next(msg)
         delivery = Delivery.of(msg.raw_message)
         span = trace.get_current_span()
         span.set_attribute(CONSUMER_GROUP, self.group)
         span.set_attribute(DESTINATION, str(msg.raw_message.topic))
         await asyncio.sleep(delivery.seconds_until_due)
+        settlement = Settlement(
+            self.identity, self.policy, self.group, self.context.get("broker"), self._metrics()
+        )
         tries = 0
         while True:
             tries += 1
@@ -206,73 +304,22 @@ class _DeadLetterScope(BaseMiddleware):
                 raise
             except PERMANENT as error:
                 record_failure(type(error).__name__, self.identity.tool)
-                await self._dead_letter(delivery, error, delivery.earlier_attempts + tries)
+                await settlement.dead_letter(delivery, error, delivery.earlier_attempts + tries)
                 return None
             except Exception as error:
                 record_failure(type(error).__name__, self.identity.tool)
                 if tries < self.policy.attempts:
                     await asyncio.sleep(self.policy.backoff(tries))
                     continue
-                attempts = delivery.earlier_attempts + tries
-                if delivery.redeliveries < self.policy.redeliveries:
-                    await self._park(delivery, error, attempts)
-                else:
-                    await self._dead_letter(delivery, error, attempts)
+                await settlement.settle(delivery, error, delivery.earlier_attempts + tries)
                 return None
+
+    def _metrics(self) -> ServiceMetrics | None:
+        metrics = self.context.get(METRICS)
+        return metrics if isinstance(metrics, ServiceMetrics) else None
 
     @property
     def group(self) -> str:
         subscriber = self.context.get("handler_")
         group = str(getattr(subscriber, "group_id", None) or self.identity.consumer_group)
         return group.removesuffix(RETRY_GROUP_SUFFIX)
-
-    async def _park(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
-        delay = self.policy.redelivery_delay(delivery.redeliveries)
-        headers = {
-            **delivery.original_headers(),
-            ATTEMPTS: str(attempts),
-            REDELIVERIES: str(delivery.redeliveries + 1),
-            RETRY_AT: str(int((time.time() + delay) * 1000)),
-            ORIGINAL_TOPIC: delivery.topic,
-            ORIGINAL_PARTITION: str(delivery.partition),
-            ORIGINAL_OFFSET: str(delivery.offset),
-        }
-        retry_topic = topics.retry_topic(delivery.topic, self.group)
-        broker = self.context.get("broker")
-        await broker.publish(
-            delivery.record.value, topic=retry_topic, key=delivery.record.key, headers=headers
-        )
-        self.log.warning(
-            "event parked for retry",
-            topic=delivery.topic,
-            partition=delivery.partition,
-            offset=delivery.offset,
-            error_type=type(error).__name__,
-            attempts=attempts,
-            retry_in_seconds=delay,
-        )
-
-    async def _dead_letter(self, delivery: Delivery, error: BaseException, attempts: int) -> None:
-        letter = dead_letter_for(delivery, self.identity, self.group, error, attempts)
-        broker = self.context.get("broker")
-        await broker.publish(letter, topic=topics.DEAD_LETTER, key=delivery.record.key)
-        metrics = self.context.get(METRICS)
-        if isinstance(metrics, ServiceMetrics):
-            metrics.dead_letters.add(
-                1,
-                {
-                    "tool": str(self.identity.tool),
-                    "consumer_group": self.group,
-                    "topic": delivery.topic,
-                    "error_type": letter.error_type,
-                },
-            )
-        self.log.warning(
-            "event dead-lettered",
-            topic=delivery.topic,
-            partition=delivery.partition,
-            offset=delivery.offset,
-            error_type=letter.error_type,
-            reason=letter.reason,
-            attempts=attempts,
-        )

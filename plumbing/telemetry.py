@@ -4,13 +4,15 @@ Trace context crosses Kafka in W3C ``traceparent`` headers (FastStream's telemet
 in the same headers (the FastAPI instrumentation). Spans go over OTLP/HTTP when an endpoint is set.
 """
 
-from opentelemetry import trace
+from aiokafka import ConsumerRecord
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.semconv.trace import SpanAttributes
+from opentelemetry.trace import SpanKind, StatusCode
 
 from plumbing.identity import ServiceIdentity
 from plumbing.redaction import RedactingSpanExporter
@@ -21,6 +23,8 @@ RENEWAL_ID = "rxsm.renewal_id"
 EHR = "rxsm.ehr"
 FAILED_TOOL = "rxsm.failed_tool"
 ERROR_CODE = "rxsm.error_code"
+TRACING = "tracing"
+"""The broker context key of the service's TracerProvider (set by make_broker)."""
 CONSUMER_GROUP = "messaging.consumer.group.name"
 DESTINATION = "messaging.destination.name"
 
@@ -81,3 +85,24 @@ def record_failure(error_type: str, tool: object, code: str | None = None) -> No
     span.set_attribute(FAILED_TOOL, str(tool))
     if code:
         span.set_attribute(ERROR_CODE, code)
+
+
+def record_span(tracing: TracerProvider, record: ConsumerRecord, group: str) -> trace.Span:
+    """A ``process`` span for one record of a batch, started as a child of the span that produced
+    the record (its W3C ``traceparent`` header), so a renewal's trace runs through a batch
+    unbroken. The caller ends it (``trace.use_span(span, end_on_exit=True)``)."""
+    headers = {name: value.decode("utf-8", "replace") for name, value in record.headers or ()}
+    return tracing.get_tracer("rxsm").start_span(
+        f"{record.topic} process",
+        context=propagate.extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            SpanAttributes.MESSAGING_SYSTEM: "kafka",
+            SpanAttributes.MESSAGING_OPERATION: "process",
+            DESTINATION: record.topic,
+            CONSUMER_GROUP: group,
+            SpanAttributes.MESSAGING_KAFKA_DESTINATION_PARTITION: record.partition,
+            SpanAttributes.MESSAGING_KAFKA_MESSAGE_OFFSET: record.offset,
+            SpanAttributes.MESSAGING_MESSAGE_ID: f"{record.offset}-{record.timestamp}",
+        },
+    )

@@ -6,20 +6,30 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
+from aiokafka import ConsumerRecord
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from faststream import Context
+from faststream import Context, ContextRepo
 from faststream.kafka import KafkaMessage, KafkaRouter
-from pydantic import BaseModel, Field
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span
+from pydantic import BaseModel, Field, TypeAdapter
 
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
 from plumbing.broker import subscribe
-from plumbing.deadletter import PermanentError
+from plumbing.deadletter import PERMANENT, PermanentError, Settlement
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.outbox import OutboxRelay
-from plumbing.telemetry import annotate, current_trace_id, record_failure
+from plumbing.telemetry import (
+    TRACING,
+    annotate,
+    current_trace_id,
+    record_failure,
+    record_span,
+)
 from schemas import topics
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
@@ -168,11 +178,76 @@ async def on_ledger_event(
     metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
     """Record the journey step an event reports (a renewal on Kafka, an SM step, a dead letter about
-    a renewal), and count the renewal's first arrival at that step."""
+    a renewal), and count the renewal's first arrival at that step. Takes the records of the
+    ledger's retry topics; the topics themselves come in batches (``on_ledger_batch``)."""
     annotate("renewal.ledger")
     recorded = await handlers.record_step(event, sessions)
-    if recorded is None:
+    if recorded is not None:
+        _report_step(recorded, metrics)
+
+
+LEDGER_EVENT: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
+
+
+async def on_ledger_batch(
+    message: KafkaMessage,
+    context: ContextRepo,
+    sessions: Annotated[Sessions, Context("sessions")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
+    tracing: Annotated[TracerProvider, Context(TRACING)],
+) -> None:
+    """A batch of ledger events, recorded in one transaction (and one commit of offsets).
+
+    Each record keeps a ``process`` span of its own, a child of its producer's, so every renewal's
+    trace runs through the batch. A record that is not a valid event is dead-lettered on its own; if
+    the transaction fails, the events are recorded one by one, and one that fails alone is parked
+    on the group's retry topic (where ``on_ledger_event`` takes it)."""
+    settlement = Settlement.of(context, IDENTITY, LEDGER_GROUP)
+    batch: list[tuple[ConsumerRecord, Span, LedgerEvent]] = []
+    for record in message.raw_message:
+        span = record_span(tracing, record, LEDGER_GROUP)
+        with trace.use_span(span, end_on_exit=False):
+            annotate("renewal.ledger")
+            try:
+                batch.append((record, span, LEDGER_EVENT.validate_json(record.value or b"")))
+            except PERMANENT as error:
+                await settlement.refuse(record, error)
+                span.end()
+    if not batch:
         return
+    try:
+        results = await handlers.record_steps([event for _, _, event in batch], sessions)
+    except Exception as error:
+        log.warning(
+            "ledger batch failed; recording its events one by one",
+            step="renewal.ledger",
+            events=len(batch),
+            error_type=type(error).__name__,
+        )
+        results = [await _record_alone(*item, sessions, settlement) for item in batch]
+    for (_, span, _), recorded in zip(batch, results, strict=True):
+        with trace.use_span(span, end_on_exit=True):
+            if recorded is not None:
+                _report_step(recorded, metrics)
+
+
+async def _record_alone(
+    record: ConsumerRecord,
+    span: Span,
+    event: LedgerEvent,
+    sessions: Sessions,
+    settlement: Settlement,
+) -> handlers.Recorded | None:
+    with trace.use_span(span, end_on_exit=False):
+        try:
+            return await handlers.record_step(event, sessions)
+        except Exception as error:
+            await settlement.refuse(record, error)
+            return None
+
+
+def _report_step(recorded: handlers.Recorded, metrics: ServiceMetrics) -> None:
+    """Label the current span, count the renewal's first arrival at the step, log it (ids only)."""
     annotate("renewal.ledger", renewal_id=recorded.renewal_id, ehr=recorded.ehr)
     step = recorded.record
     if recorded.first_of_step:
@@ -199,7 +274,14 @@ def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
     subscribe(router, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
-    subscribe(router, LEDGER_TOPICS, on_ledger_event, IDENTITY, group=LEDGER_GROUP)
+    subscribe(
+        router,
+        LEDGER_TOPICS,
+        on_ledger_event,
+        IDENTITY,
+        group=LEDGER_GROUP,
+        batch_handler=on_ledger_batch,
+    )
     return router
 
 

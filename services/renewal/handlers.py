@@ -292,17 +292,41 @@ class Recorded:
 async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded | None:
     """Record the step an event reports, with its id in the inbox, in one transaction; None when it
     is about no renewal of ours or was processed before."""
+    (recorded,) = await record_steps([event], sessions)
+    return recorded
+
+
+async def record_steps(
+    events: Sequence[domain.LedgerEvent], sessions: Sessions
+) -> list[Recorded | None]:
+    """``record_step`` for a batch of events, in one transaction: one result per event, in order.
+
+    The renewals' rows are locked in the order of their ids (events of one renewal keep their
+    order), so two instances recording overlapping batches on PostgreSQL cannot deadlock."""
+    order = sorted(range(len(events)), key=lambda i: _renewal_of(events[i]))
+    results: list[Recorded | None] = [None] * len(events)
+    async with sessions.begin() as session:
+        for index in order:
+            results[index] = await _record_step(session, events[index])
+    return results
+
+
+def _renewal_of(event: domain.LedgerEvent) -> str:
+    observed = domain.observed_step(event)
+    return str(observed.renewal_id) if observed else ""
+
+
+async def _record_step(session: AsyncSession, event: domain.LedgerEvent) -> Recorded | None:
     observed = domain.observed_step(event)
     if observed is None:
         return None
     step = observed.record
-    async with sessions.begin() as session:
-        # Locked (on PostgreSQL), so two instances recording steps of one renewal take turns.
-        row = await session.get(RenewalRow, str(observed.renewal_id), with_for_update=True)
-        if row is None or not await first_time(session, LEDGER_GROUP, observed.event_id):
-            return None
-        first_of_step = not await ledger.reached_before(session, row.id, step.step.value)
-        state = await _record(session, row, observed.event_id, step)
+    # Locked (on PostgreSQL), so two instances recording steps of one renewal take turns.
+    row = await session.get(RenewalRow, str(observed.renewal_id), with_for_update=True)
+    if row is None or not await first_time(session, LEDGER_GROUP, observed.event_id):
+        return None
+    first_of_step = not await ledger.reached_before(session, row.id, step.step.value)
+    state = await _record(session, row, observed.event_id, step)
     return Recorded(
         observed.renewal_id, step, state.status, Ehr(row.ehr), Cohort(row.cohort), first_of_step
     )

@@ -28,7 +28,7 @@ from schemas.records import Prescription, RenewalRequest
 from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, Tool, UnavailableReason
 from services.renewal import handlers
 from services.renewal.adapters.ledger import Base, RenewalRow
-from services.renewal.domain import FAILED, Refusal, Status, Step, Waiting
+from services.renewal.domain import FAILED, LedgerEvent, Refusal, Status, Step, Waiting
 from services.renewal.handlers import LEDGER_GROUP, Sessions
 
 TODAY = date.today()
@@ -387,6 +387,55 @@ async def test_a_step_counts_once_per_renewal_however_many_events_reach_it(
     assert [r.first_of_step for r in recorded if r is not None] == [True, False, False]
     steps = (await journey_of(sessions, renewal_id)).steps
     assert [s.step for s in steps].count("draft_updated") == 3
+
+
+async def test_a_batch_of_events_is_recorded_in_one_go_with_one_result_per_event(
+    sessions: Sessions,
+) -> None:
+    """Events of several renewals, interleaved, a duplicate and a stranger among them: each result
+    answers its own event, in the order given."""
+    first = await accepted_on_kafka(sessions, renewal_request("1001"))
+    second = await accepted_on_kafka(sessions, renewal_request("1002"))
+    first_draft = drafted(first)
+    batch: list[LedgerEvent] = [
+        resolved(second),
+        first_draft,
+        resolved(first),
+        first_draft,
+        resolved(uuid4()),
+    ]
+
+    results = await handlers.record_steps(batch, sessions)
+
+    assert [r.renewal_id if r else None for r in results] == [second, first, first, None, None]
+    assert [r.record.step if r else None for r in results[:3]] == [
+        Step.CARE_TEAM_RESOLVED,
+        Step.DRAFT_CREATED,
+        Step.CARE_TEAM_RESOLVED,
+    ]
+    assert (await journey_of(sessions, first)).state.status is Status.DRAFTED
+    assert (await journey_of(sessions, second)).state.status is Status.CARE_TEAM_RESOLVED
+    assert await handlers.record_steps(batch, sessions) == [None] * len(batch)
+
+
+async def test_a_failed_batch_records_none_of_its_events(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renewal_id = await accepted_on_kafka(sessions, renewal_request())
+    record = handlers._record_step
+
+    async def failing_on_drafts(session: Any, event: Any) -> Any:
+        if isinstance(event, DraftCreated):
+            raise RuntimeError("database went away")
+        return await record(session, event)
+
+    monkeypatch.setattr(handlers, "_record_step", failing_on_drafts)
+    batch: list[LedgerEvent] = [resolved(renewal_id), drafted(renewal_id)]
+    with pytest.raises(RuntimeError):
+        await handlers.record_steps(batch, sessions)
+
+    steps = (await journey_of(sessions, renewal_id)).steps
+    assert [s.step for s in steps] == ["requested"]
 
 
 async def test_events_of_unknown_renewals_are_ignored(sessions: Sessions) -> None:

@@ -81,12 +81,28 @@ async def first_time(session: AsyncSession, consumer_group: str, event_id: objec
     key = (consumer_group, str(event_id))
     if await session.get(ProcessedEventRow, key) is not None:
         return False
+    mark_processed(session, consumer_group, event_id)
+    return True
+
+
+async def processed(session: AsyncSession, consumer_group: str, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` ``consumer_group`` has processed already (one query for a batch)."""
+    found = await session.scalars(
+        select(ProcessedEventRow.event_id).where(
+            ProcessedEventRow.consumer_group == consumer_group,
+            ProcessedEventRow.event_id.in_(event_ids),
+        )
+    )
+    return set(found)
+
+
+def mark_processed(session: AsyncSession, consumer_group: str, event_id: object) -> None:
+    """Record in the caller's transaction that ``consumer_group`` processed ``event_id``."""
     session.add(
         ProcessedEventRow(
             consumer_group=consumer_group, event_id=str(event_id), processed_at=datetime.now(UTC)
         )
     )
-    return True
 
 
 class OutboxRelay:

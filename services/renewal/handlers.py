@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.flags import RENEWAL_FLOW
-from plumbing.outbox import first_time, stage
+from plumbing.outbox import mark_processed, processed, stage
 from schemas.events import RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
@@ -249,35 +249,6 @@ def _refusal_step(row: RenewalRow, refusal: Refusal) -> StepRow:
     )
 
 
-async def _record(
-    session: AsyncSession, row: RenewalRow, event_id: UUID, step: StepRecord
-) -> domain.JourneyState:
-    """Add the step and bring the renewal's status up to date."""
-    session.add(
-        StepRow(
-            event_id=str(event_id),
-            renewal_id=row.id,
-            step=step.step.value,
-            tool=step.tool.value,
-            occurred_at=step.at,
-            recorded_at=_now(),
-            error_code=step.error_code,
-            retryable=step.retryable,
-            detail=step.detail,
-            source_topic=step.source_topic,
-        )
-    )
-    await session.flush()
-    state = domain.journey([s.record for s in await ledger.steps_of(session, row.id)])
-    if state.status.value != row.status:
-        row.status = state.status.value
-        row.status_since = _now()
-        row.stalled_at = row.stalled_step = row.stalled_tool = None
-    if state.closed:
-        row.open_key = None
-    return state
-
-
 @dataclass(frozen=True)
 class Recorded:
     renewal_id: UUID
@@ -299,37 +270,76 @@ async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded
 async def record_steps(
     events: Sequence[domain.LedgerEvent], sessions: Sessions
 ) -> list[Recorded | None]:
-    """``record_step`` for a batch of events, in one transaction: one result per event, in order.
-
-    The renewals' rows are locked in the order of their ids (events of one renewal keep their
-    order), so two instances recording overlapping batches on PostgreSQL cannot deadlock."""
-    order = sorted(range(len(events)), key=lambda i: _renewal_of(events[i]))
-    results: list[Recorded | None] = [None] * len(events)
+    """``record_step`` for a batch of events, in one transaction of a few queries, whatever the
+    batch's size: one result per event, in order."""
+    observed = [domain.observed_step(event) for event in events]
     async with sessions.begin() as session:
-        for index in order:
-            results[index] = await _record_step(session, events[index])
-    return results
+        batch = await LedgerBatch.load(session, [o for o in observed if o is not None])
+        return [batch.record(session, o) if o is not None else None for o in observed]
 
 
-def _renewal_of(event: domain.LedgerEvent) -> str:
-    observed = domain.observed_step(event)
-    return str(observed.renewal_id) if observed else ""
+@dataclass
+class LedgerBatch:
+    """What a batch of events needs from the ledger, read in three queries: the renewals (locked,
+    on PostgreSQL, in the order of their ids, so instances recording overlapping batches take turns
+    without deadlock), their steps so far, and which events the inbox has seen."""
 
+    renewals: dict[str, RenewalRow]
+    steps: dict[str, list[StepRecord]]
+    seen: set[str]
 
-async def _record_step(session: AsyncSession, event: domain.LedgerEvent) -> Recorded | None:
-    observed = domain.observed_step(event)
-    if observed is None:
-        return None
-    step = observed.record
-    # Locked (on PostgreSQL), so two instances recording steps of one renewal take turns.
-    row = await session.get(RenewalRow, str(observed.renewal_id), with_for_update=True)
-    if row is None or not await first_time(session, LEDGER_GROUP, observed.event_id):
-        return None
-    first_of_step = not await ledger.reached_before(session, row.id, step.step.value)
-    state = await _record(session, row, observed.event_id, step)
-    return Recorded(
-        observed.renewal_id, step, state.status, Ehr(row.ehr), Cohort(row.cohort), first_of_step
-    )
+    @classmethod
+    async def load(cls, session: AsyncSession, observed: list[domain.Observed]) -> "LedgerBatch":
+        renewal_ids = sorted({str(o.renewal_id) for o in observed})
+        renewals = {row.id: row for row in await ledger.renewals_locked(session, renewal_ids)}
+        steps = await ledger.steps_of_each(session, list(renewals))
+        seen = await processed(session, LEDGER_GROUP, [str(o.event_id) for o in observed])
+        return cls(
+            renewals,
+            {renewal_id: [step.record for step in rows] for renewal_id, rows in steps.items()},
+            seen,
+        )
+
+    def record(self, session: AsyncSession, observed: domain.Observed) -> Recorded | None:
+        """Add the step and its inbox entry, and bring the renewal's status up to date."""
+        row = self.renewals.get(str(observed.renewal_id))
+        if row is None or str(observed.event_id) in self.seen:
+            return None
+        self.seen.add(str(observed.event_id))
+        mark_processed(session, LEDGER_GROUP, observed.event_id)
+        step = observed.record
+        history = self.steps[row.id]
+        first_of_step = all(earlier.step is not step.step for earlier in history)
+        history.append(step)
+        session.add(
+            StepRow(
+                event_id=str(observed.event_id),
+                renewal_id=row.id,
+                step=step.step.value,
+                tool=step.tool.value,
+                occurred_at=step.at,
+                recorded_at=_now(),
+                error_code=step.error_code,
+                retryable=step.retryable,
+                detail=step.detail,
+                source_topic=step.source_topic,
+            )
+        )
+        state = domain.journey(history)
+        if state.status.value != row.status:
+            row.status = state.status.value
+            row.status_since = _now()
+            row.stalled_at = row.stalled_step = row.stalled_tool = None
+        if state.closed:
+            row.open_key = None
+        return Recorded(
+            observed.renewal_id,
+            step,
+            state.status,
+            Ehr(row.ehr),
+            Cohort(row.cohort),
+            first_of_step,
+        )
 
 
 @dataclass(frozen=True)

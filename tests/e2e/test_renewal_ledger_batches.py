@@ -110,15 +110,15 @@ async def test_an_event_that_fails_alone_is_retried_alone_and_the_rest_are_recor
     edits = [draft_edit(renewal_id, draft_id) for _ in range(3)]
     troubled = edits[1].event_id
     failures_left = {"count": 2}
-    record = handlers._record_step
+    record = handlers.LedgerBatch.record
 
-    async def failing_twice(session: Any, event: Any) -> Any:
-        if getattr(event, "event_id", None) == troubled and failures_left["count"]:
+    def failing_twice(batch: handlers.LedgerBatch, session: Any, observed: Any) -> Any:
+        if observed.event_id == troubled and failures_left["count"]:
             failures_left["count"] -= 1
             raise RuntimeError("the ledger's database hiccupped")
-        return await record(session, event)
+        return record(batch, session, observed)
 
-    monkeypatch.setattr(handlers, "_record_step", failing_twice)
+    monkeypatch.setattr(handlers.LedgerBatch, "record", failing_twice)
     await publish_together(
         flow, [(edit, f"00-{secrets.token_hex(16)}-{'1' * 16}-01") for edit in edits]
     )

@@ -422,14 +422,14 @@ async def test_a_failed_batch_records_none_of_its_events(
     sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     renewal_id = await accepted_on_kafka(sessions, renewal_request())
-    record = handlers._record_step
+    record = handlers.LedgerBatch.record
 
-    async def failing_on_drafts(session: Any, event: Any) -> Any:
-        if isinstance(event, DraftCreated):
+    def failing_on_drafts(batch: handlers.LedgerBatch, session: Any, observed: Any) -> Any:
+        if observed.record.step is Step.DRAFT_CREATED:
             raise RuntimeError("database went away")
-        return await record(session, event)
+        return record(batch, session, observed)
 
-    monkeypatch.setattr(handlers, "_record_step", failing_on_drafts)
+    monkeypatch.setattr(handlers.LedgerBatch, "record", failing_on_drafts)
     batch: list[LedgerEvent] = [resolved(renewal_id), drafted(renewal_id)]
     with pytest.raises(RuntimeError):
         await handlers.record_steps(batch, sessions)

@@ -89,14 +89,17 @@ async def open_renewal(session: AsyncSession, key: str) -> RenewalRow | None:
     return found.first()
 
 
-async def reached_before(session: AsyncSession, renewal_id: str, step: str) -> bool:
-    """Whether the renewal has a recorded ``step`` already (from another event)."""
+async def renewals_locked(
+    session: AsyncSession, renewal_ids: Sequence[str]
+) -> Sequence[RenewalRow]:
+    """The renewals with these ids, locked for update (on PostgreSQL) in the order of their ids."""
     found = await session.scalars(
-        select(StepRow.event_id)
-        .where(StepRow.renewal_id == renewal_id, StepRow.step == step)
-        .limit(1)
+        select(RenewalRow)
+        .where(RenewalRow.id.in_(renewal_ids))
+        .order_by(RenewalRow.id)
+        .with_for_update()
     )
-    return found.first() is not None
+    return found.all()
 
 
 async def steps_of(session: AsyncSession, renewal_id: str) -> Sequence[StepRow]:

@@ -6,19 +6,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from aiokafka import ConsumerRecord
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from faststream import Context, ContextRepo
 from faststream.kafka import KafkaMessage, KafkaRouter
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span
 from pydantic import BaseModel, Field, TypeAdapter
 
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
+from plumbing.batches import Batch
 from plumbing.broker import subscribe
-from plumbing.deadletter import PERMANENT, PermanentError, Settlement
+from plumbing.deadletter import PermanentError, Settlement
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
@@ -28,7 +26,6 @@ from plumbing.telemetry import (
     annotate,
     current_trace_id,
     record_failure,
-    record_span,
 )
 from schemas import topics
 from schemas.records import RenewalRequest
@@ -196,54 +193,20 @@ async def on_ledger_batch(
     metrics: Annotated[ServiceMetrics, Context("metrics")],
     tracing: Annotated[TracerProvider, Context(TRACING)],
 ) -> None:
-    """A batch of ledger events, recorded in one transaction (and one commit of offsets).
+    """A batch of ledger events, recorded in one transaction (and one commit of offsets); each
+    record keeps its own span and fate (see plumbing.batches). One that fails alone is parked on
+    the group's retry topic, where ``on_ledger_event`` takes it."""
 
-    Each record keeps a ``process`` span of its own, a child of its producer's, so every renewal's
-    trace runs through the batch. A record that is not a valid event is dead-lettered on its own; if
-    the transaction fails, the events are recorded one by one, and one that fails alone is parked
-    on the group's retry topic (where ``on_ledger_event`` takes it)."""
-    settlement = Settlement.of(context, IDENTITY, LEDGER_GROUP)
-    batch: list[tuple[ConsumerRecord, Span, LedgerEvent]] = []
-    for record in message.raw_message:
-        span = record_span(tracing, record, LEDGER_GROUP)
-        with trace.use_span(span, end_on_exit=False):
-            annotate("renewal.ledger")
-            try:
-                batch.append((record, span, LEDGER_EVENT.validate_json(record.value or b"")))
-            except PERMANENT as error:
-                await settlement.refuse(record, error)
-                span.end()
-    if not batch:
-        return
-    try:
-        results = await handlers.record_steps([event for _, _, event in batch], sessions)
-    except Exception as error:
-        log.warning(
-            "ledger batch failed; recording its events one by one",
-            step="renewal.ledger",
-            events=len(batch),
-            error_type=type(error).__name__,
-        )
-        results = [await _record_alone(*item, sessions, settlement) for item in batch]
-    for (_, span, _), recorded in zip(batch, results, strict=True):
-        with trace.use_span(span, end_on_exit=True):
-            if recorded is not None:
-                _report_step(recorded, metrics)
-
-
-async def _record_alone(
-    record: ConsumerRecord,
-    span: Span,
-    event: LedgerEvent,
-    sessions: Sessions,
-    settlement: Settlement,
-) -> handlers.Recorded | None:
-    with trace.use_span(span, end_on_exit=False):
-        try:
-            return await handlers.record_step(event, sessions)
-        except Exception as error:
-            await settlement.refuse(record, error)
-            return None
+    batch: Batch[LedgerEvent, handlers.Recorded] = Batch(
+        LEDGER_EVENT,
+        "renewal.ledger",
+        tracing,
+        Settlement.of(context, IDENTITY, LEDGER_GROUP),
+        process=lambda events: handlers.record_steps(events, sessions),
+        process_one=lambda event: handlers.record_step(event, sessions),
+        report=lambda recorded: _report_step(recorded, metrics),
+    )
+    await batch.consume(message.raw_message)
 
 
 def _report_step(recorded: handlers.Recorded, metrics: ServiceMetrics) -> None:

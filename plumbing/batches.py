@@ -1,0 +1,79 @@
+"""Consuming a batch of records as one unit of work, while each record keeps its own trace and fate.
+
+A batch subscriber (``broker.subscribe(..., batch_handler=...)``) hands its records to ``Batch``:
+
+1. each record gets a ``process`` span, a child of the span that produced it, so every renewal's trace
+   runs through the batch unbroken;
+2. a record that is not a valid event is dead-lettered on its own (``Settlement``);
+3. the valid events are processed together (``process``: one transaction for the batch);
+4. if that fails, each event is processed alone (``process_one``), and one that fails alone is parked
+   on the group's retry topic, whose consumer takes it record by record;
+5. ``report`` runs in each record's span with its result.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiokafka import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import TypeAdapter
+
+from plumbing.deadletter import PERMANENT, Settlement
+from plumbing.telemetry import annotate, record_span
+
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Batch(Generic[E, R]):
+    events: TypeAdapter[E]
+    step: str
+    """The flow step every record's span is labelled with (``rxsm.step``)."""
+    tracing: TracerProvider
+    settlement: Settlement
+    process: Callable[[Sequence[E]], Awaitable[Sequence[R | None]]]
+    """One result per event, in order; None for an event with nothing to report."""
+    process_one: Callable[[E], Awaitable[R | None]]
+    report: Callable[[R], None]
+
+    async def consume(self, records: Sequence[ConsumerRecord]) -> int:
+        """Handle ``records``; returns how many were valid events (the rest were dead-lettered)."""
+        valid: list[tuple[ConsumerRecord, trace.Span, E]] = []
+        for record in records:
+            span = record_span(self.tracing, record, self.settlement.group)
+            with trace.use_span(span, end_on_exit=False):
+                annotate(self.step)
+                try:
+                    valid.append((record, span, self.events.validate_json(record.value or b"")))
+                except PERMANENT as error:
+                    await self.settlement.refuse(record, error)
+                    span.end()
+        if not valid:
+            return 0
+        results: Sequence[R | None]
+        try:
+            results = await self.process([event for _, _, event in valid])
+        except Exception as error:
+            self.settlement.log.warning(
+                "batch failed; processing its events one by one",
+                step=self.step,
+                events=len(valid),
+                error_type=type(error).__name__,
+            )
+            results = [await self._alone(*item) for item in valid]
+        for (_, span, _), result in zip(valid, results, strict=True):
+            with trace.use_span(span, end_on_exit=True):
+                if result is not None:
+                    self.report(result)
+        return len(valid)
+
+    async def _alone(self, record: ConsumerRecord, span: trace.Span, event: E) -> R | None:
+        with trace.use_span(span, end_on_exit=False):
+            try:
+                return await self.process_one(event)
+            except Exception as error:
+                await self.settlement.refuse(record, error)
+                return None

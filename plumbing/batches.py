@@ -5,13 +5,15 @@ A batch subscriber (``broker.subscribe(..., batch_handler=...)``) hands its reco
 1. each record gets a ``process`` span, a child of the span that produced it, so every renewal's trace
    runs through the batch unbroken;
 2. a record that is not a valid event is dead-lettered on its own (``Settlement``);
-3. the valid events are processed together (``process``: one transaction for the batch);
+3. the valid events are processed together (``process``: one transaction for the batch), each
+   event's own work in its record's span;
 4. if that fails, each event is processed alone (``process_one``), and one that fails alone is parked
    on the group's retry topic, whose consumer takes it record by record;
-5. ``report`` runs in each record's span with its result.
+5. ``report`` runs in each valid record's span with its result.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -25,6 +27,13 @@ from plumbing.telemetry import annotate, record_span
 
 E = TypeVar("E")
 R = TypeVar("R")
+Within = Callable[[int], AbstractContextManager[object]]
+"""``within(i)``: the context the i-th event of a batch is processed in."""
+
+
+def alone(_: int) -> AbstractContextManager[object]:
+    """``within`` for events processed outside a batch: their own context is current already."""
+    return nullcontext()
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,14 @@ class Batch(Generic[E, R]):
     """The flow step every record's span is labelled with (``rxsm.step``)."""
     tracing: TracerProvider
     settlement: Settlement
-    process: Callable[[Sequence[E]], Awaitable[Sequence[R | None]]]
-    """One result per event, in order; None for an event with nothing to report."""
+    process: Callable[[Sequence[E], Within], Awaitable[Sequence[R | None]]]
+    """One result per event, in order (None: nothing to report). It enters ``within(i)`` around
+    the i-th event's own work, which makes that record's span current: what it publishes then joins
+    the record's trace."""
     process_one: Callable[[E], Awaitable[R | None]]
-    report: Callable[[R], None]
+    report: Callable[[E, R | None], None]
+    """Runs in each valid record's span once it is processed (None: there was nothing to do); not
+    for an event that failed alone (it was settled: parked or dead-lettered)."""
 
     async def consume(self, records: Sequence[ConsumerRecord]) -> int:
         """Handle ``records``; returns how many were valid events (the rest were dead-lettered)."""
@@ -54,8 +67,12 @@ class Batch(Generic[E, R]):
         if not valid:
             return 0
         results: Sequence[R | None]
+        settled: set[int] = set()
         try:
-            results = await self.process([event for _, _, event in valid])
+            results = await self.process(
+                [event for _, _, event in valid],
+                lambda index: trace.use_span(valid[index][1], end_on_exit=False),
+            )
         except Exception as error:
             self.settlement.log.warning(
                 "batch failed; processing its events one by one",
@@ -63,17 +80,20 @@ class Batch(Generic[E, R]):
                 events=len(valid),
                 error_type=type(error).__name__,
             )
-            results = [await self._alone(*item) for item in valid]
-        for (_, span, _), result in zip(valid, results, strict=True):
+            results = [await self._alone(index, *item, settled) for index, item in enumerate(valid)]
+        for index, ((_, span, event), result) in enumerate(zip(valid, results, strict=True)):
             with trace.use_span(span, end_on_exit=True):
-                if result is not None:
-                    self.report(result)
+                if index not in settled:
+                    self.report(event, result)
         return len(valid)
 
-    async def _alone(self, record: ConsumerRecord, span: trace.Span, event: E) -> R | None:
+    async def _alone(
+        self, index: int, record: ConsumerRecord, span: trace.Span, event: E, settled: set[int]
+    ) -> R | None:
         with trace.use_span(span, end_on_exit=False):
             try:
                 return await self.process_one(event)
             except Exception as error:
                 await self.settlement.refuse(record, error)
+                settled.add(index)
                 return None

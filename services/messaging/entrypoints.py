@@ -18,18 +18,27 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from faststream import Context
-from faststream.kafka import KafkaRouter
+from faststream import Context, ContextRepo
+from faststream.kafka import KafkaMessage, KafkaRouter
 from opentelemetry.metrics import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from plumbing.auth import VeteranId
+from plumbing.batches import Batch
 from plumbing.broker import subscribe
+from plumbing.deadletter import Settlement
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
-from plumbing.telemetry import annotate, current_trace_id, record_failure
+from plumbing.telemetry import TRACING, annotate, current_trace_id, record_failure
 from schemas import topics
-from schemas.events import CareTeamsOutcome, CareTeamsResolved, Platform, TeamSelection
+from schemas.events import (
+    CareTeamsOutcome,
+    CareTeamsResolved,
+    DraftCreated,
+    Platform,
+    TeamSelection,
+)
 from schemas.records import CareSystem
 from schemas.vocabulary import Category, Cohort, Ehr, PickerKind
 from services.messaging import handlers
@@ -77,24 +86,75 @@ async def on_care_teams(
     deps: Annotated[Messaging, Context("messaging")],
     metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
-    """A resolved renewal gets its prefilled draft; "no care team" needs nothing from SM here."""
-    if not isinstance(event, CareTeamsResolved):
-        return
-    step = "draft.create"
-    annotate(step, renewal_id=event.renewal_id, ehr=event.ehr)
-    labels = {"ehr": str(event.ehr), "cohort": str(event.cohort or UNKNOWN)}
+    """A resolved renewal gets its prefilled draft; "no care team" needs nothing from SM here.
+    Takes the records of the retry topic; the topic itself comes in batches (``on_care_teams_batch``)."""
+    if isinstance(event, CareTeamsResolved):
+        _report_draft(event, await _create_draft(event, deps, metrics), metrics)
+
+
+CARE_TEAMS_OUTCOME: TypeAdapter[CareTeamsOutcome] = TypeAdapter(CareTeamsOutcome)
+
+
+async def on_care_teams_batch(
+    message: KafkaMessage,
+    context: ContextRepo,
+    deps: Annotated[Messaging, Context("messaging")],
+    metrics: Annotated[ServiceMetrics, Context("metrics")],
+    tracing: Annotated[TracerProvider, Context(TRACING)],
+) -> None:
+    """A batch of care-team outcomes: their drafts made in one transaction (and one commit of
+    offsets); each record keeps its own span and fate (see plumbing.batches)."""
+
+    async def create_one(event: CareTeamsOutcome) -> DraftCreated | None:
+        if not isinstance(event, CareTeamsResolved):
+            return None
+        return await _create_draft(event, deps, metrics)
+
+    def report(event: CareTeamsOutcome, created: DraftCreated | None) -> None:
+        if isinstance(event, CareTeamsResolved):
+            _report_draft(event, created, metrics)
+
+    batch: Batch[CareTeamsOutcome, DraftCreated] = Batch(
+        CARE_TEAMS_OUTCOME,
+        "draft.create",
+        tracing,
+        Settlement.of(context, IDENTITY, IDENTITY.consumer_group),
+        process=lambda events, within: handlers.create_renewal_drafts(events, deps, within),
+        process_one=create_one,
+        report=report,
+    )
+    await batch.consume(message.raw_message)
+
+
+async def _create_draft(
+    event: CareTeamsResolved, deps: Messaging, metrics: ServiceMetrics
+) -> DraftCreated | None:
+    """Create the renewal's draft alone; a failure is counted and logged under SM's code, then
+    raised for the consumer's retry policy."""
+    annotate("draft.create", renewal_id=event.renewal_id, ehr=event.ehr)
     try:
-        created = await handlers.create_renewal_draft(event, deps)
+        return await handlers.create_renewal_draft(event, deps)
     except Exception as error:
         code = error.code if isinstance(error, SmError) else "SM99"
         record_failure(type(error).__name__, IDENTITY.tool, code)
-        metrics.drafts_created.add(1, {**labels, "status": code})
-        log.warning("draft not created", step=step, renewal_id=str(event.renewal_id), code=code)
+        labels = {"ehr": str(event.ehr), "cohort": str(event.cohort or UNKNOWN), "status": code}
+        metrics.drafts_created.add(1, labels)
+        log.warning(
+            "draft not created", step="draft.create", renewal_id=str(event.renewal_id), code=code
+        )
         raise
+
+
+def _report_draft(
+    event: CareTeamsResolved, created: DraftCreated | None, metrics: ServiceMetrics
+) -> None:
+    """Label the current span, count the draft and its latency from the care-team outcome, log it."""
+    step = "draft.create"
+    annotate(step, renewal_id=event.renewal_id, ehr=event.ehr)
     if created is None:
         log.info("care teams already handled", step=step, renewal_id=str(event.renewal_id))
         return
-    labels["cohort"] = str(created.cohort)
+    labels = {"ehr": str(event.ehr), "cohort": str(created.cohort)}
     metrics.drafts_created.add(1, {**labels, "status": "success"})
     metrics.draft_latency.record(
         (datetime.now(UTC) - event.occurred_at).total_seconds(),
@@ -108,7 +168,7 @@ async def on_care_teams(
 def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
-    subscribe(router, topics.CARE_TEAMS, on_care_teams, IDENTITY)
+    subscribe(router, topics.CARE_TEAMS, on_care_teams, IDENTITY, batch_handler=on_care_teams_batch)
     return router
 
 

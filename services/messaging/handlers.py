@@ -13,7 +13,7 @@ once sent, as in SM.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID, uuid4
@@ -21,8 +21,10 @@ from uuid import UUID, uuid4
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from plumbing.outbox import first_time, stage
+from plumbing.batches import Within, alone
+from plumbing.outbox import mark_processed, processed, stage
 from schemas.events import (
+    CareTeamsOutcome,
     CareTeamsResolved,
     DraftCreated,
     DraftDeleted,
@@ -107,40 +109,69 @@ async def create_renewal_draft(event: CareTeamsResolved, deps: Messaging) -> Dra
     """The prefilled renewal draft, addressed to the suggested team (or to nobody yet), in the
     journey's cohort; once per renewal, even after the draft was sent or deleted. None when this
     event was processed already, or the renewal has its draft."""
+    (created,) = await create_renewal_drafts([event], deps, alone)
+    return created
+
+
+async def create_renewal_drafts(
+    outcomes: Sequence[CareTeamsOutcome], deps: Messaging, within: Within
+) -> list[DraftCreated | None]:
+    """``create_renewal_draft`` for a batch of care-team outcomes, in one transaction of two queries
+    and one flush, whatever the batch's size: one result per outcome, in order ("no care team"
+    needs nothing from SM here: None). Each draft is made within ``within(i)``, so it and its event
+    carry the trace of the outcome that asked for it."""
+    events = [e for e in outcomes if isinstance(e, CareTeamsResolved)]
+    results: list[DraftCreated | None] = []
     async with deps.sessions.begin() as session:
-        if not await first_time(session, INBOX, event.event_id):
-            return None
-        if await storage.draft_for_renewal(session, event.renewal_id) is not None:
-            return None
-        content = DraftContent(
-            renewal=True,
-            category=Category.MEDICATIONS,
-            subject=domain.RENEWAL_SUBJECT,
-            body=domain.renewal_body(event.prescription),
-            ehr=event.ehr,
-        )
-        team = _suggested_team(event)
-        if team is not None:
-            content = domain.addressed(content, team, TeamSelection.SUGGESTED)
-        cohort = event.cohort or Cohort(deps.cohorts.cohort(event.veteran_id))
-        draft = DraftRow(
-            id=str(uuid4()),
-            veteran_id=event.veteran_id,
-            renewal_id=str(event.renewal_id),
-            state=DraftState.OPEN.value,
-            prescription_id=event.prescription.prescriptionId,
-            care_systems=[system.model_dump(mode="json") for system in event.care_systems],
-            picker=event.picker.value,
-            suggested_team_id=event.suggested_team_id,
-            cohort=cohort.value,
-            traceparent=current_traceparent(),
-        )
-        draft.hold(content)
-        draft.created_at = draft.updated_at
-        session.add(draft)
-        created = _created(draft)
-        stage(session, created)
+        seen = await processed(session, INBOX, [str(event.event_id) for event in events])
+        drafted = await storage.renewals_with_drafts(session, [e.renewal_id for e in events])
+        for index, event in enumerate(outcomes):
+            if not isinstance(event, CareTeamsResolved) or str(event.event_id) in seen:
+                results.append(None)
+                continue
+            seen.add(str(event.event_id))
+            mark_processed(session, INBOX, event.event_id)
+            if str(event.renewal_id) in drafted:
+                results.append(None)
+                continue
+            drafted.add(str(event.renewal_id))
+            with within(index):
+                results.append(_add_renewal_draft(session, event, deps))
     deps.notify()
+    return results
+
+
+def _add_renewal_draft(
+    session: AsyncSession, event: CareTeamsResolved, deps: Messaging
+) -> DraftCreated:
+    content = DraftContent(
+        renewal=True,
+        category=Category.MEDICATIONS,
+        subject=domain.RENEWAL_SUBJECT,
+        body=domain.renewal_body(event.prescription),
+        ehr=event.ehr,
+    )
+    team = _suggested_team(event)
+    if team is not None:
+        content = domain.addressed(content, team, TeamSelection.SUGGESTED)
+    cohort = event.cohort or Cohort(deps.cohorts.cohort(event.veteran_id))
+    draft = DraftRow(
+        id=str(uuid4()),
+        veteran_id=event.veteran_id,
+        renewal_id=str(event.renewal_id),
+        state=DraftState.OPEN.value,
+        prescription_id=event.prescription.prescriptionId,
+        care_systems=[system.model_dump(mode="json") for system in event.care_systems],
+        picker=event.picker.value,
+        suggested_team_id=event.suggested_team_id,
+        cohort=cohort.value,
+        traceparent=current_traceparent(),
+    )
+    draft.hold(content)
+    draft.created_at = draft.updated_at
+    session.add(draft)
+    created = _created(draft)
+    stage(session, created)
     return created
 
 

@@ -178,9 +178,7 @@ async def on_ledger_event(
     a renewal), and count the renewal's first arrival at that step. Takes the records of the
     ledger's retry topics; the topics themselves come in batches (``on_ledger_batch``)."""
     annotate("renewal.ledger")
-    recorded = await handlers.record_step(event, sessions)
-    if recorded is not None:
-        _report_step(recorded, metrics)
+    _report_step(await handlers.record_step(event, sessions), metrics)
 
 
 LEDGER_EVENT: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
@@ -202,15 +200,18 @@ async def on_ledger_batch(
         "renewal.ledger",
         tracing,
         Settlement.of(context, IDENTITY, LEDGER_GROUP),
-        process=lambda events: handlers.record_steps(events, sessions),
+        process=lambda events, _: handlers.record_steps(events, sessions),
         process_one=lambda event: handlers.record_step(event, sessions),
-        report=lambda recorded: _report_step(recorded, metrics),
+        report=lambda _, recorded: _report_step(recorded, metrics),
     )
     await batch.consume(message.raw_message)
 
 
-def _report_step(recorded: handlers.Recorded, metrics: ServiceMetrics) -> None:
-    """Label the current span, count the renewal's first arrival at the step, log it (ids only)."""
+def _report_step(recorded: handlers.Recorded | None, metrics: ServiceMetrics) -> None:
+    """Label the current span, count the renewal's first arrival at the step, log it (ids only);
+    nothing for an event about no renewal of ours, or seen before."""
+    if recorded is None:
+        return
     annotate("renewal.ledger", renewal_id=recorded.renewal_id, ehr=recorded.ehr)
     step = recorded.record
     if recorded.first_of_step:

@@ -2,12 +2,15 @@
 change commits, in order, and never for a change that rolled back; a care-teams event delivered twice
 makes one draft and one ``draft.created``."""
 
+import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plumbing.outbox import stage as real_stage
@@ -143,3 +146,50 @@ async def test_an_event_staged_in_a_transaction_that_rolled_back_is_never_publis
         "the consumer's retry committed the draft; the first try's event is gone with its rollback"
     )
     assert await outbox_events(flow, draft["id"]) == ["draft.created"]
+
+
+async def test_care_teams_outcomes_consumed_together_each_make_one_draft_in_their_own_trace(
+    flow: Flow,
+) -> None:
+    """Outcomes published together reach the messaging service as one batch; each draft, and the
+    ``draft.created`` event it stages, still belongs to the trace of the outcome that asked for it,
+    and an outcome delivered twice in the batch still makes one draft."""
+    events = [care_teams_resolved() for _ in range(4)]
+    traces = {event.renewal_id: secrets.token_hex(16) for event in events}
+
+    def traceparent(trace_id: str) -> bytes:
+        return f"00-{trace_id}-{secrets.token_hex(8)}-01".encode()
+
+    producer = AIOKafkaProducer(bootstrap_servers=flow.bootstrap, acks="all", linger_ms=50)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                topics.CARE_TEAMS,
+                event.model_dump_json().encode(),
+                key=event.key,
+                headers=[("traceparent", traceparent(traces[event.renewal_id]))],
+            )
+            for event in [*events, events[0]]
+        ]
+        for delivery in sent:
+            await delivery
+    finally:
+        await producer.stop()
+
+    drafts = [await draft_of(flow, event) for event in events]
+
+    async def published_in(trace_id: str) -> bool | None:
+        return (
+            any(
+                span.kind is SpanKind.PRODUCER
+                and (span.attributes or {}).get("messaging.destination.name") == topics.DRAFTS
+                and format(span.context.trace_id, "032x") == trace_id
+                for span in flow.spans.get_finished_spans()
+            )
+            or None
+        )
+
+    for trace_id in traces.values():
+        assert await eventually(partial(published_in, trace_id))
+    assert await outbox_events(flow, drafts[0]["id"]) == ["draft.created"]

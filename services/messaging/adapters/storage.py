@@ -5,6 +5,7 @@ renewal finds it and does not prefill the renewal again. A draft keeps its journ
 the W3C ``traceparent`` of the span that created it, so later requests on it join the journey's trace.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -165,6 +166,14 @@ async def draft_for_renewal(session: AsyncSession, renewal_id: UUID) -> DraftRow
     """The renewal's draft in any state (a renewal is prefilled once)."""
     found = await session.scalars(select(DraftRow).where(DraftRow.renewal_id == str(renewal_id)))
     return found.first()
+
+
+async def renewals_with_drafts(session: AsyncSession, renewal_ids: Sequence[UUID]) -> set[str]:
+    """Which of these renewals have their draft already, in any state."""
+    found = await session.scalars(
+        select(DraftRow.renewal_id).where(DraftRow.renewal_id.in_([str(r) for r in renewal_ids]))
+    )
+    return {renewal_id for renewal_id in found if renewal_id is not None}
 
 
 async def send_of(session: AsyncSession, draft_id: UUID, veteran_id: str) -> SendRow | None:

@@ -194,7 +194,6 @@ async def on_ledger_batch(
     """A batch of ledger events, recorded in one transaction (and one commit of offsets); each
     record keeps its own span and fate (see plumbing.batches). One that fails alone is parked on
     the group's retry topic, where ``on_ledger_event`` takes it."""
-
     batch: Batch[LedgerEvent, handlers.Recorded] = Batch(
         LEDGER_EVENT,
         "renewal.ledger",

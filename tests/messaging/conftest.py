@@ -154,8 +154,8 @@ def fake_sm() -> Iterator[FakeSm]:
 
 @pytest.fixture
 async def over_http(sessions: Sessions, fake_sm: FakeSm) -> AsyncIterator[Messaging]:
-    """The use cases against an SM-compatible API (the local fake), with a short timeout."""
-    upstream = HttpSecureMessaging(fake_sm.url, timeout_seconds=0.5)
+    """The use cases against an SM-compatible API (the local fake), with a timeout shorter than the slow answers the tests ask of it."""
+    upstream = HttpSecureMessaging(fake_sm.url, timeout_seconds=1.0)
     try:
         yield Messaging(sessions, upstream, FAST_POLLING, FixedCohorts(), Wakes())
     finally:

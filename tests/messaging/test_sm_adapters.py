@@ -50,7 +50,7 @@ async def upstream(
     adapter: SecureMessaging = (
         BuiltinSecureMessaging(sessions, recipients_file)
         if request.param == "builtin"
-        else HttpSecureMessaging(fake_sm.url, timeout_seconds=0.5)
+        else HttpSecureMessaging(fake_sm.url, timeout_seconds=GENEROUS)
     )
     try:
         yield adapter
@@ -89,8 +89,13 @@ async def test_an_oracle_health_send_is_accepted_then_sent(upstream: SecureMessa
     assert statuses[-1] is DeliveryStatus.SENT
 
 
-def http(fake_sm: FakeSm) -> HttpSecureMessaging:
-    return HttpSecureMessaging(fake_sm.url, timeout_seconds=0.3)
+GENEROUS = 5.0
+"""Seconds an HTTP call to the local fake SM may take where the test is not about timeouts (a busy
+machine can take far longer than usual)."""
+
+
+def http(fake_sm: FakeSm, timeout_seconds: float = GENEROUS) -> HttpSecureMessaging:
+    return HttpSecureMessaging(fake_sm.url, timeout_seconds=timeout_seconds)
 
 
 @pytest.mark.parametrize(
@@ -116,16 +121,17 @@ async def test_an_sm_error_answer_becomes_its_sm_error(
 
 
 async def test_a_timeout_is_sm901_and_the_retry_finds_the_message_sm_kept(fake_sm: FakeSm) -> None:
-    upstream = http(fake_sm)
+    impatient, patient = http(fake_sm, timeout_seconds=0.3), http(fake_sm)
     outgoing = message(VISTA_TEAM)
     fake_sm.behaviour.delay_seconds = 1.0
     with pytest.raises(SmError) as error:
-        await upstream.send(outgoing)
+        await impatient.send(outgoing)
     assert (error.value.code, error.value.retryable) == ("SM901", True)
     fake_sm.behaviour.delay_seconds = 0
-    receipt = await upstream.send(outgoing)
+    receipt = await patient.send(outgoing)
     assert list(fake_sm.messages) == [receipt.message_id]
-    await upstream.close()
+    await impatient.close()
+    await patient.close()
 
 
 async def test_an_oracle_health_failure_is_reported_as_failed(fake_sm: FakeSm) -> None:

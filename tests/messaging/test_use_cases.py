@@ -280,7 +280,7 @@ async def test_a_send_that_timed_out_is_retried_as_the_same_message(
     over_http: Messaging, fake_sm: FakeSm
 ) -> None:
     draft_id = await new_message(over_http, VISTA_TEAM)
-    fake_sm.behaviour.delay_seconds = 1.0
+    fake_sm.behaviour.delay_seconds = 2.5
     assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM901"
     [failed] = await staged(over_http, draft_id, "message.send_failed")
     assert isinstance(failed, MessageSendFailed) and failed.retryable

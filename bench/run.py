@@ -10,9 +10,13 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
+import localpostgres
 from bench.harness import jvm_peak_rss_mb, private_broker
 from bench.otlp_sink import OtlpSink
 from bench.raw_bench import run_raw
@@ -20,6 +24,7 @@ from bench.rxsm_bench import run_flow
 
 RESULTS = Path(__file__).parent / "results"
 PARTITIONS = 3
+POSTGRES = localpostgres.installed()
 PROFILE = os.environ.get("RXSM_BENCH_PROFILE") == "1"
 """RXSM_BENCH_PROFILE=1 adds a run of the flow with py-spy sampling each service (a run of its own,
 so the sampling's cost does not touch the other figures); see bench/profiling.py."""
@@ -55,10 +60,6 @@ class Recorder:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps(self.results, indent=2) + "\n")
         say(f"  {name} done at {self.results['seconds']} s")
-
-
-SCALING = ((1, 1), (2, 1), (4, 1), (4, 2))
-"""(partitions, care-team instances) of the scaling runs."""
 
 
 async def measure(root: Path, recorder: Recorder) -> None:
@@ -117,24 +118,65 @@ async def measure(root: Path, recorder: Recorder) -> None:
     finally:
         kafka.stop()
 
+    await measure_scaling(root, recorder)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    partitions: int
+    instances: int
+    storage: str
+    """``sqlite``: only the care-team service is scaled (SQLite takes one writer at a time);
+    ``postgresql``: every service, the stateful ones sharing a database each."""
+
+
+SCALING = (
+    Scaling(1, 1, "sqlite"),
+    Scaling(2, 1, "sqlite"),
+    Scaling(4, 1, "sqlite"),
+    Scaling(4, 1, "postgresql"),
+    Scaling(4, 2, "postgresql"),
+)
+STATEFUL = ("renewal", "messaging")
+
+
+async def measure_scaling(root: Path, recorder: Recorder) -> None:
+    """Throughput by partitions and instances, each on a broker of its own; the PostgreSQL runs
+    on a throwaway server (skipped, and said so, where PostgreSQL is not installed)."""
     scaling: list[dict[str, Any]] = []
-    for partitions, instances in SCALING:
-        say(f"scaling: {partitions} partition(s), {instances} care-team instance(s)...")
-        kafka = private_broker(root)
-        try:
-            os.environ["RXSM_TOPIC_PARTITIONS"] = str(partitions)
-            with OtlpSink() as sink:
-                run = await run_flow(
-                    kafka.bootstrap_servers,
-                    root,
-                    count=scaled(400),
-                    tracing_endpoint=sink.endpoint,
-                    instances=instances,
-                )
-        finally:
-            kafka.stop()
-        scaling.append({"partitions": partitions, "instances": instances, **run})
-        recorder.record("scaling", scaling)
+    with ExitStack() as stack:
+        postgres = stack.enter_context(localpostgres.postgres_server()) if POSTGRES else None
+        for case in SCALING:
+            if case.storage == "postgresql" and postgres is None:
+                scaling.append({**asdict(case), "skipped": "PostgreSQL is not installed"})
+                continue
+            say(
+                f"scaling: {case.partitions} partition(s), {case.instances} instance(s), {case.storage}"
+            )
+            urls = None
+            if postgres is not None and case.storage == "postgresql":
+                names = {service: f"rxsm_bench_{service}_{uuid4().hex[:8]}" for service in STATEFUL}
+                urls = {
+                    s: await localpostgres.create_database(postgres, n) for s, n in names.items()
+                }
+            kafka = private_broker(root)
+            try:
+                os.environ["RXSM_TOPIC_PARTITIONS"] = str(case.partitions)
+                with OtlpSink() as sink:
+                    run = await run_flow(
+                        kafka.bootstrap_servers,
+                        root,
+                        count=scaled(400),
+                        tracing_endpoint=sink.endpoint,
+                        instances=case.instances,
+                        scaled_services=("careteam", *STATEFUL) if urls else ("careteam",),
+                        database_urls=urls,
+                    )
+            finally:
+                kafka.stop()
+            scaling.append({**asdict(case), **run})
+            recorder.record("scaling", scaling)
+    recorder.record("scaling", scaling)
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -202,8 +244,8 @@ def table(results: dict[str, Any]) -> str:
     ]
     rows += [
         (
-            f"scaling: {s['partitions']} partition(s) x {s['instances']} instance(s)",
-            f"{s['throughput_renewals_s']:,.1f} renewals/s",
+            f"scaling: {s['partitions']} partition(s) x {s['instances']} instance(s), {s['storage']}",
+            s.get("skipped") or f"{s['throughput_renewals_s']:,.1f} renewals/s",
         )
         for s in results["scaling"]
     ]

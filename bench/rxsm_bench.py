@@ -101,11 +101,12 @@ def start_services(
     instances: int,
     logs: Path,
     scaled_services: tuple[str, ...] = ("careteam",),
+    database_urls: dict[str, str] | None = None,
 ) -> Services:
     """The services as processes, tracing on (spans exported to ``otlp``) or off (not sampled; the
-    metrics stay on). ``instances`` apply to ``scaled_services``: the
-    stateless care-team service by default, since the renewal and messaging services' SQLite files
-    take one writer at a time (several instances of them share a PostgreSQL; see tests/faults)."""
+    metrics stay on). ``instances`` apply to ``scaled_services``: the stateless care-team service by
+    default, since the renewal and messaging services' SQLite files take one writer at a time; with
+    ``database_urls`` (a PostgreSQL database per stateful service) all of them can be scaled."""
     procs: list[Proc] = []
     ports: dict[str, list[int]] = {}
     for name in SERVICES:
@@ -119,6 +120,8 @@ def start_services(
                 "RXSM_LOG_LEVEL": "WARNING",
                 PORT_ENV: str(port),
             }
+            if database_urls and name in database_urls:
+                env["RXSM_DATABASE_URL"] = database_urls[name]
             env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
             if otlp:
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
@@ -219,6 +222,8 @@ async def run_flow(
     count: int,
     tracing_endpoint: str | None,
     instances: int = 1,
+    scaled_services: tuple[str, ...] = ("careteam",),
+    database_urls: dict[str, str] | None = None,
     rate: float | None = None,
     seconds: float = 0,
     sends: bool = False,
@@ -227,7 +232,9 @@ async def run_flow(
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
-    services = start_services(bootstrap, data_dir, tracing_endpoint, instances, logs)
+    services = start_services(
+        bootstrap, data_dir, tracing_endpoint, instances, logs, scaled_services, database_urls
+    )
     try:
         warm = Journeys()
         await drive(bootstrap, 50, None, warm)

@@ -40,6 +40,10 @@ docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
 	$(UV) run rxsm asyncapi
 
 bench: setup  ## benchmark: raw Kafka limit vs the rxsm flow, latency, tracing cost, scaling (bench/README.md)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing PostgreSQL (the scaling runs with two instances of every service use it)" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "PostgreSQL not installed: the bench skips its PostgreSQL scaling runs"
 	$(UV) run python -m bench
 
 kafka-up: setup  ## start the local Kafka broker (127.0.0.1:$(KAFKA_PORT)) in the background

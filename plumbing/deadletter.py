@@ -73,6 +73,8 @@ def safe_reason(error: BaseException) -> str:
     if isinstance(error, PermanentError):
         return error.reason
     if isinstance(error, ValidationError):
+        if any(problem["type"] == "json_invalid" for problem in error.errors()):
+            return "malformed JSON: the record is not a JSON document (or not UTF-8)"
         problems = [
             f"{'.'.join(str(part) for part in problem['loc']) or '<root>'}: {problem['type']}"
             for problem in error.errors(include_input=False, include_url=False)[:10]

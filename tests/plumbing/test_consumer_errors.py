@@ -8,9 +8,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker, KafkaRouter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from plumbing.broker import make_broker, subscribe
+from plumbing.deadletter import safe_reason
 from plumbing.identity import ServiceIdentity
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -133,3 +134,23 @@ async def test_poison_goes_straight_to_dead_letter_and_the_consumer_keeps_going(
 
 async def _done(recorder: Recorder, ping_id: str) -> bool | None:
     return True if ping_id in recorder.done else None
+
+
+@pytest.mark.parametrize("value", [b"{Jane Doe 123-45-6789", b"\xff\xfeJane Doe 123-45-6789"])
+def test_a_record_that_is_not_json_is_refused_as_malformed_json_without_echoing_it(
+    value: bytes,
+) -> None:
+    with pytest.raises(ValidationError) as error:
+        TypeAdapter(Ping).validate_json(value)
+
+    reason = safe_reason(error.value)
+
+    assert reason.startswith("malformed JSON")
+    assert "Jane" not in reason and "6789" not in reason
+
+
+def test_a_record_of_the_wrong_shape_names_the_fields_at_fault() -> None:
+    with pytest.raises(ValidationError) as error:
+        TypeAdapter(Ping).validate_json(b'{"id": "p-1"}')
+
+    assert safe_reason(error.value) == "invalid event: fail_times: missing"

@@ -294,9 +294,6 @@ class _DeadLetterScope(BaseMiddleware):
         span.set_attribute(CONSUMER_GROUP, self.group)
         span.set_attribute(DESTINATION, str(msg.raw_message.topic))
         await asyncio.sleep(delivery.seconds_until_due)
-        settlement = Settlement(
-            self.identity, self.policy, self.group, self.context.get("broker"), self._metrics()
-        )
         tries = 0
         while True:
             tries += 1
@@ -306,19 +303,28 @@ class _DeadLetterScope(BaseMiddleware):
                 raise
             except PERMANENT as error:
                 record_failure(type(error).__name__, self.identity.tool)
-                await settlement.dead_letter(delivery, error, delivery.earlier_attempts + tries)
+                await self._settlement().dead_letter(
+                    delivery, error, delivery.earlier_attempts + tries
+                )
                 return None
             except Exception as error:
                 record_failure(type(error).__name__, self.identity.tool)
                 if tries < self.policy.attempts:
                     await asyncio.sleep(self.policy.backoff(tries))
                     continue
-                await settlement.settle(delivery, error, delivery.earlier_attempts + tries)
+                await self._settlement().settle(delivery, error, delivery.earlier_attempts + tries)
                 return None
 
-    def _metrics(self) -> ServiceMetrics | None:
+    def _settlement(self) -> Settlement:
+        """Built only when a record has failed: the common path pays nothing for it."""
         metrics = self.context.get(METRICS)
-        return metrics if isinstance(metrics, ServiceMetrics) else None
+        return Settlement(
+            self.identity,
+            self.policy,
+            self.group,
+            self.context.get("broker"),
+            metrics if isinstance(metrics, ServiceMetrics) else None,
+        )
 
     @property
     def group(self) -> str:

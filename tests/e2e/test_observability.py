@@ -20,13 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from localkafka import free_port
 from schemas import topics
 from tests.e2e.conftest import Flow
+from tests.e2e.test_renewal_journey import renewal_request
 from tests.e2e.test_traces import (
     MIXED,
     UNKNOWN_TO_SM,
     VISTA_ONLY,
     failing_oracle_health,
     oracle_health_draft,
-    vista_request,
 )
 from tests.support import bearer, eventually
 
@@ -68,7 +68,7 @@ async def flows_carrying_phi(flow: Flow) -> None:
     """A renewal whose prescription names its provider, instructions and reason; its prefilled body
     edited to hold an SSN and a date of birth, then sent; a new message with both, refused once for a
     subject too long, then deleted; and a malformed renewal request holding an SSN."""
-    request = vista_request(sig=SIG, reason=REASON, **PROVIDER)
+    request = renewal_request(sig=SIG, reason=REASON, **PROVIDER)
     accepted = await flow.renewal.post("/v1/renewals", json=request)
     assert accepted.status_code == 202, accepted.text
     draft = await draft_of(flow, accepted.json()["renewal_id"])
@@ -175,7 +175,7 @@ async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: 
     services = ("renewal", "careteam", "messaging")
     before = {service: await samples(flow, service) for service in services}
 
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request())
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     draft = await draft_of(flow, accepted.json()["renewal_id"])
     veteran = bearer(VISTA_ONLY)
     await flow.messaging.put(f"/v1/drafts/{draft['id']}", json={"body": "Thanks"}, headers=veteran)
@@ -193,9 +193,11 @@ async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: 
         headers=veteran,
     )
     await flow.messaging.delete(f"/v1/drafts/{created.json()['id']}", headers=veteran)
-    refused = await flow.renewal.post("/v1/renewals", json=vista_request(dispStatus="Discontinued"))
+    refused = await flow.renewal.post(
+        "/v1/renewals", json=renewal_request(dispStatus="Discontinued")
+    )
     assert refused.status_code == 422
-    await flow.renewal.post("/v1/renewals", json=vista_request(UNKNOWN_TO_SM))
+    await flow.renewal.post("/v1/renewals", json=renewal_request(UNKNOWN_TO_SM))
     _, _, oracle_health = await oracle_health_draft(flow)
     async with failing_oracle_health(flow):
         failed = await flow.messaging.post(
@@ -328,7 +330,7 @@ def reached(flow: Flow, renewal_id: str, status: str) -> Callable[[], Any]:
 
 
 async def test_rxsm_journey_names_the_tool_step_and_error_of_a_failed_renewal(flow: Flow) -> None:
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request(UNKNOWN_TO_SM))
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request(UNKNOWN_TO_SM))
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
     await eventually(reached(flow, renewal_id, "care_team_unavailable"))
     sm98_renewal, _, draft = await oracle_health_draft(flow)

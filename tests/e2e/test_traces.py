@@ -23,6 +23,7 @@ from services.messaging.adapters.upstream import HttpSecureMessaging
 from services.messaging.domain import PollSchedule
 from services.messaging.handlers import Messaging
 from tests.e2e.conftest import Flow
+from tests.e2e.test_renewal_journey import renewal_request
 from tests.messaging.fake_sm import FakeSm
 from tests.support import bearer, eventually
 
@@ -35,25 +36,6 @@ COLUMBUS_PRIMARY_OH = 3075701
 DEMO_DIRECTORY = (
     Path(__file__).resolve().parents[2] / "services" / "careteam" / "data" / "demo_directory.json"
 )
-
-
-def vista_request(veteran_id: str = VISTA_ONLY, **changes: Any) -> dict[str, Any]:
-    return {
-        "veteranId": veteran_id,
-        "prescription": {
-            "prescriptionId": str(uuid4()),
-            "prescriptionName": "ATORVASTATIN 40MG TAB",
-            "dispStatus": "Active",
-            "refillRemaining": 0,
-            "expirationDate": (date.today() + timedelta(days=45)).isoformat(),
-            "isRefillable": False,
-            "isRenewable": True,
-            "prescriptionSource": "VA",
-            "stationNumber": "442",
-            **changes,
-        },
-        "facilities": [{"stationNumber": "442", "ehr": "vista"}],
-    }
 
 
 def oracle_health_request() -> dict[str, Any]:
@@ -201,7 +183,7 @@ def assert_failed(span: ReadableSpan, tool: str, error_type: str, code: str | No
 
 
 async def test_a_renewal_is_one_trace_from_the_request_to_its_draft(flow: Flow) -> None:
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request())
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     assert accepted.status_code == 202, accepted.text
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
     drafting = consumer(topics.CARE_TEAMS, "rxsm-messaging")
@@ -247,7 +229,7 @@ async def test_a_renewal_is_one_trace_from_the_request_to_its_draft(flow: Flow) 
 
 
 async def test_the_veterans_later_send_joins_the_renewals_trace_by_a_link(flow: Flow) -> None:
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request())
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
     await span_in(flow, trace_id, consumer(topics.CARE_TEAMS, "rxsm-messaging"))
     [draft_create] = spans_of_trace(flow, trace_id).find(
@@ -285,7 +267,8 @@ async def test_the_veterans_later_send_joins_the_renewals_trace_by_a_link(flow: 
 
 async def test_a_refused_request_fails_its_span_in_meds(flow: Flow) -> None:
     refused = await flow.renewal.post(
-        "/v1/renewals", json=vista_request(refillRemaining=2, isRefillable=True, isRenewable=False)
+        "/v1/renewals",
+        json=renewal_request(refillRemaining=2, isRefillable=True, isRenewable=False),
     )
     assert (refused.status_code, refused.json()["code"]) == (422, "refillable")
     renewal_id = refused.json()["renewal_id"]
@@ -297,7 +280,7 @@ async def test_a_refused_request_fails_its_span_in_meds(flow: Flow) -> None:
 
 
 async def test_no_care_team_fails_the_care_team_span_in_sm(flow: Flow) -> None:
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request(UNKNOWN_TO_SM))
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request(UNKNOWN_TO_SM))
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
 
     trace = await span_in(flow, trace_id, consumer(topics.RENEWAL_REQUESTED, "rxsm-careteam"))
@@ -314,7 +297,7 @@ async def test_a_dead_lettered_event_fails_the_span_of_each_consumer_in_its_own_
 ) -> None:
     """A malformed care-teams record in a renewal's trace: messaging (sm) and the renewal ledger
     (meds) both read the topic; each dead-letters it under its own tool, in the renewal's trace."""
-    accepted = await flow.renewal.post("/v1/renewals", json=vista_request())
+    accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
     producer_client = AIOKafkaProducer(bootstrap_servers=flow.bootstrap, acks="all")

@@ -11,6 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    set_global_response_propagator,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -66,6 +70,9 @@ def service_app(
 ) -> FastAPI:
     """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker.
 
+    Every answer carries its trace in a W3C ``traceresponse`` header, so a client (or an SRE holding a
+    response) can find the request's trace.
+
     ``background`` tasks (an outbox relay, a sweep) run while the app serves. On shutdown (SIGTERM):
     the consumers stop first (in-flight handlers finish and commit), then ``drain`` runs (e.g. a last
     outbox relay) while the producer is still open, then the broker closes and spans are flushed.
@@ -120,6 +127,7 @@ def service_app(
         """The flow's metrics in Prometheus text format."""
         return PlainTextResponse(metrics.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
 
+    set_global_response_propagator(TraceResponsePropagator())
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracing,

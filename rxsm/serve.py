@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -25,6 +26,20 @@ PORT_ENV = "RXSM_HTTP_PORT"
 HOST_ENV = "RXSM_HTTP_HOST"
 
 
+SERVER_OPTIONS: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    "reset_contextvars": True,
+}
+"""How every rxsm service is served (tests serve the apps with the same options).
+
+``reset_contextvars``: each request runs in a fresh context. Without it, once a request body passes
+uvicorn's 64 KiB high-water mark, reading resumes from inside that request's task, so every later request
+on the keep-alive connection starts inside its trace (CPython #140947, uvicorn #2167): different
+Veterans' renewals would share one trace.
+"""
+
+
 def serve(name: str) -> None:
     """Run service ``name`` until SIGTERM/SIGINT (uvicorn shuts down gracefully)."""
     service = SERVICES[name]
@@ -33,6 +48,5 @@ def serve(name: str) -> None:
         factory=True,
         host=os.environ.get(HOST_ENV, "127.0.0.1"),
         port=int(os.environ.get(PORT_ENV, service.port)),
-        log_config=None,
-        access_log=False,
+        **SERVER_OPTIONS,
     )

@@ -127,7 +127,7 @@ def service_app(
         """The flow's metrics in Prometheus text format."""
         return PlainTextResponse(metrics.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
 
-    set_global_response_propagator(TraceResponsePropagator())
+    set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracing,

@@ -29,7 +29,7 @@ LARGE = 200_000
 
 def trace_id(response: httpx.Response) -> str:
     """The trace of the request that got ``response`` (``traceresponse``: version-trace-span-flags)."""
-    header = response.headers.get("traceresponse")
+    header: str | None = response.headers.get("traceresponse")
     assert header, f"{response.request.method} {response.request.url.path}: no traceresponse"
     return header.split("-")[1]
 

@@ -85,11 +85,13 @@ def service_app(
             subscribed = [
                 topic for sub in broker.subscribers for topic in getattr(sub, "topics", ())
             ]
+            groups = {getattr(sub, "group_id", None) for sub in broker.subscribers} - {None}
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
                 settings.topic_partitions,
                 subscribed,
                 security=settings.kafka_security,
+                groups=sorted(str(group) for group in groups),
             )
             await broker.start()
             tasks = [asyncio.create_task(run()) for run in background]

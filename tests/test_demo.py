@@ -1,5 +1,6 @@
 """`make run` on a fresh machine: its own broker, the three services, one renewal, then all stopped."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +42,19 @@ def test_the_demo_pushes_one_renewal_through_and_stops_what_it_started(tmp_path:
     assert "stopped Kafka" in out
     assert not port_answers("127.0.0.1", kafka_port)
     assert not any(port_answers("127.0.0.1", s.port) for s in SERVICES.values())
+    assert error_lines(tmp_path / "logs") == [], "a normal start and run logs no ERROR"
+
+
+def error_lines(logs: Path) -> list[str]:
+    """The ERROR (or worse) lines of every service's JSON log: alarms an SRE would be paged for."""
+    assert sorted(log.stem for log in logs.glob("*.log")) == sorted(SERVICES)
+    errors = []
+    for log in sorted(logs.glob("*.log")):
+        for line in log.read_text().splitlines():
+            try:
+                level = json.loads(line).get("level")
+            except ValueError:
+                level = "error"  # a line that is not JSON is a crash's traceback
+            if level in ("error", "critical"):
+                errors.append(f"{log.stem}: {line[:300]}")
+    return errors

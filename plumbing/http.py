@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
@@ -17,6 +18,8 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plumbing.auth import AuthSettings
 from plumbing.identity import ServiceIdentity
@@ -25,6 +28,44 @@ from plumbing.settings import ServiceSettings
 from plumbing.topics import ensure_topics
 
 Resources = Callable[[], AbstractAsyncContextManager[None]]
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The offending field, dotted (prescription.refillRemaining).")
+    problem: str
+
+
+class Problem(BaseModel):
+    """Every error answer of every rxsm service: a machine-readable ``code`` and a ``message`` that
+    says what to fix; for an invalid request, each offending field."""
+
+    code: str
+    message: str
+    errors: list[FieldProblem] | None = None
+
+
+def problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """The ``Problem`` answer; ``extra`` adds a service's own fields (a renewal's id)."""
+    content = {"code": code, "message": message, **extra}
+    return JSONResponse(status_code=status, content=jsonable_encoder(content))
+
+
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not JSON (malformed_json)."},
+    401: {"model": Problem, "description": "No valid bearer token (unauthorized)."},
+    422: {"model": Problem, "description": "The request is invalid: each field and what to fix."},
+}
+"""The error answers every authenticated route can give, for its OpenAPI ``responses``."""
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 def describe_validation_errors(errors: Any) -> list[dict[str, str]]:
@@ -38,16 +79,26 @@ def describe_validation_errors(errors: Any) -> list[dict[str, str]]:
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    malformed = [e for e in error.errors() if e.get("type") == "json_invalid"]
+    if malformed:
+        reason = malformed[0].get("ctx", {}).get("error", "it does not parse")
+        return problem(400, "malformed_json", f"Send a JSON body: {reason}.")
     problems = describe_validation_errors(error.errors())
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-    return JSONResponse(
-        status_code=422,
-        content={
-            "code": "invalid_request",
-            "message": f"Fix the request: {summary}",
-            "errors": problems,
-        },
-    )
+    return problem(422, "invalid_request", f"Fix the request: {summary}", errors=problems)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    """FastAPI's and Starlette's own errors (401, 404, 405, ...) in the one ``Problem`` shape."""
+    assert isinstance(error, StarletteHTTPException)
+    detail = error.detail
+    if isinstance(detail, dict) and {"code", "message"} <= detail.keys():
+        code, message = str(detail["code"]), str(detail["message"])
+    else:
+        code, message = STATUS_CODES.get(error.status_code, "error"), str(detail)
+    answer = problem(error.status_code, code, message)
+    answer.headers.update(error.headers or {})
+    return answer
 
 
 log = structlog.get_logger("rxsm.http")
@@ -118,6 +169,7 @@ def service_app(
     app.state.metrics = metrics
     app.state.broker = broker
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

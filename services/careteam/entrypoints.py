@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 
 from plumbing.auth import VeteranId
 from plumbing.broker import subscribe
+from plumbing.http import API_ERRORS, Problem, problem
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.telemetry import annotate, record_failure
@@ -76,7 +77,7 @@ def subscribers() -> KafkaRouter:
     return router
 
 
-http = APIRouter(prefix="/v1", tags=["care teams"])
+http = APIRouter(prefix="/v1", tags=["care teams"], responses=API_ERRORS)
 
 
 class CareSystemChoice(BaseModel):
@@ -101,11 +102,6 @@ class CareTeamsView(BaseModel):
     blocked_facilities: list[BlockedFacility]
     care_system: CareSystem | None
     unavailable_reason: UnavailableReason | None
-
-
-class Problem(BaseModel):
-    code: str
-    message: str
 
 
 def dependencies_of(request: Request) -> Dependencies:
@@ -195,4 +191,4 @@ def _unknown_care_system(station: str, systems: list[CareSystem]) -> JSONRespons
 
 
 def _problem(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "message": message})
+    return problem(status, code, message)

@@ -28,6 +28,7 @@ from plumbing.auth import VeteranId
 from plumbing.batches import Batch
 from plumbing.broker import subscribe
 from plumbing.deadletter import Settlement
+from plumbing.http import API_ERRORS, Problem, problem
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.telemetry import TRACING, annotate, current_trace_id, record_failure
@@ -172,7 +173,7 @@ def subscribers() -> KafkaRouter:
     return router
 
 
-http = APIRouter(prefix="/v1", tags=["drafts"])
+http = APIRouter(prefix="/v1", tags=["drafts"], responses=API_ERRORS)
 
 
 class Draft(BaseModel):
@@ -243,11 +244,6 @@ class Sent(BaseModel):
     trace_id: str | None
 
 
-class Problem(BaseModel):
-    code: str
-    message: str
-
-
 async def messaging(request: Request) -> Messaging:
     deps: Messaging = request.app.state.messaging
     return deps
@@ -279,9 +275,7 @@ async def sm_error_response(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, SmError)
     record_failure(error.error_type, IDENTITY.tool, error.code)
     log.info("request refused", code=error.code, status=error.status)
-    return JSONResponse(
-        status_code=error.status, content={"code": error.code, "message": error.message}
-    )
+    return problem(error.status, error.code, error.message)
 
 
 def _draft(row: DraftRow) -> Draft:

@@ -13,6 +13,7 @@ from faststream.kafka import KafkaMessage, KafkaRouter
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, Field, TypeAdapter
 
+from plumbing import http as http_problems
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
 from plumbing.batches import Batch
 from plumbing.broker import subscribe
@@ -290,7 +291,7 @@ async def drain_outbox(relay: OutboxRelay) -> None:
         log.exception("outbox not drained", step="renewal.request")
 
 
-http = APIRouter(prefix="/v1", tags=["renewals"])
+http = APIRouter(prefix="/v1", tags=["renewals"], responses=http_problems.API_ERRORS)
 
 
 class RenewalAccepted(BaseModel):
@@ -302,9 +303,7 @@ class RenewalAccepted(BaseModel):
     )
 
 
-class Problem(BaseModel):
-    code: str
-    message: str
+class RenewalProblem(http_problems.Problem):
     renewal_id: UUID | None = None
 
 
@@ -384,7 +383,7 @@ SessionsDep = Annotated[Sessions, Depends(sessions_of)]
 
 
 def _problem(status: int, code: str, message: str, renewal_id: UUID | None = None) -> JSONResponse:
-    problem = Problem(code=code, message=message, renewal_id=renewal_id)
+    problem = RenewalProblem(code=code, message=message, renewal_id=renewal_id)
     return JSONResponse(status_code=status, content=problem.model_dump(mode="json"))
 
 
@@ -397,13 +396,13 @@ REFUSAL_STATUS = {Refusal.RENEWAL_FLOW_OFF: 403}
     status_code=202,
     response_model=RenewalAccepted,
     responses={
-        401: {"description": "No valid service token."},
+        401: {"model": RenewalProblem, "description": "No valid service token."},
         403: {
-            "model": Problem,
+            "model": RenewalProblem,
             "description": "``renewal_flow_off``: the renewal flow is off for this Veteran (the "
             "Medications app shows its fallback); or a service token of another caller.",
         },
-        422: {"model": Problem, "description": "Not renewable (code says why), or invalid."},
+        422: {"model": RenewalProblem, "description": "Not renewable (code says why), or invalid."},
     },
 )
 async def post_renewal(
@@ -458,7 +457,7 @@ async def post_renewal(
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such renewal."}
+    404: {"model": RenewalProblem, "description": "No such renewal."}
 }
 
 
@@ -553,7 +552,9 @@ async def get_renewal_by_key(
 @http.get(
     "/renewals",
     response_model=RenewalList,
-    responses={422: {"model": Problem, "description": "An unknown status or an unreadable since."}},
+    responses={
+        422: {"model": RenewalProblem, "description": "An unknown status or an unreadable since."}
+    },
     tags=["operations"],
 )
 async def list_renewals(

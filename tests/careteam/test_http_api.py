@@ -54,7 +54,8 @@ def stations(body: dict[str, Any]) -> list[str]:
 async def test_the_veteran_must_present_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/care-teams")
     assert response.status_code == 401
-    assert "Authorization: Bearer" in response.json()["detail"]
+    assert response.json()["code"] == "unauthorized"
+    assert "Authorization: Bearer" in response.json()["message"]
 
 
 async def test_a_vista_veteran_sees_recent_teams_and_care_systems(

@@ -220,7 +220,11 @@ def test_an_unknown_renewal_and_a_silent_ledger_are_clear_errors(
     serve_ledger: Callable[[Handler], list[httpx.Request]],
 ) -> None:
     renewal_id = uuid4()
-    serve_ledger(lambda _: httpx.Response(404, json={"detail": {"code": "renewal_not_found"}}))
+    serve_ledger(
+        lambda _: httpx.Response(
+            404, json={"code": "renewal_not_found", "message": "No renewal has this id; check it."}
+        )
+    )
     unknown = rxsm("journey", str(renewal_id))
     assert unknown.exit_code != 0
     assert f"the ledger has no renewal {renewal_id}" in unknown.output

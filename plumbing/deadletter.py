@@ -10,7 +10,9 @@
   publish fails, FastStream's NACK_ON_ERROR policy consumes the record again. Nothing is lost.
 
 A dead-letter record keeps the original bytes, topic, partition, offset, the error, the attempt count
-and the owning tool; ``rxsm dlq replay`` puts it back on the group's retry topic.
+and the owning tool; ``rxsm dlq replay`` puts it back on the group's retry topic with the letter's history
+(``LETTER_HISTORY``), so a record refused again keeps its first refusal's reason. The same bytes always get
+the same reason, whichever consumer (batch or single) refused them.
 """
 
 import asyncio
@@ -26,14 +28,14 @@ from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware, ContextRepo, StreamMessage
 from faststream.exceptions import HandlerException
 from opentelemetry import trace
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.telemetry import CONSUMER_GROUP, DESTINATION, record_failure
 from schemas import topics
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, PriorLetter
 
 ATTEMPTS = "rxsm-attempts"
 REDELIVERIES = "rxsm-redeliveries"
@@ -45,6 +47,8 @@ METRICS = "metrics"
 """The broker context key of the service's ``ServiceMetrics``: dead letters are counted there."""
 RETRY_POLICY = "retry_policy"
 """The broker context key of the service's ``RetryPolicy`` (set by make_broker)."""
+LETTER_HISTORY = "rxsm-letter-history"
+"""On a replayed record: its earlier dead letters (JSON list of ``PriorLetter``; reasons hold no PHI)."""
 RETRY_GROUP_SUFFIX = ".retry"
 """The retry topics of group G are read by group G + this suffix (so neither rebalances the other)."""
 RETRY_HEADERS = (
@@ -68,13 +72,27 @@ class PermanentError(Exception):
 PERMANENT = (PermanentError, ValidationError, json.JSONDecodeError, UnicodeDecodeError)
 
 
+MALFORMED_JSON = "malformed JSON: the record is not a JSON document (or not UTF-8)"
+
+
+def reason_for(value: bytes | None, error: BaseException) -> str:
+    """Why the record ``value`` failed: bytes that are not JSON are "malformed JSON" whichever
+    decoder noticed (a batch handler's, or FastStream's, which hands the validator raw bytes)."""
+    if isinstance(error, PERMANENT) and not isinstance(error, PermanentError):
+        try:
+            json.loads(value or b"")
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return MALFORMED_JSON
+    return safe_reason(error)
+
+
 def safe_reason(error: BaseException) -> str:
     """Why a record failed, without echoing any of its content (it may hold PHI)."""
     if isinstance(error, PermanentError):
         return error.reason
     if isinstance(error, ValidationError):
         if any(problem["type"] == "json_invalid" for problem in error.errors()):
-            return "malformed JSON: the record is not a JSON document (or not UTF-8)"
+            return MALFORMED_JSON
         problems = [
             f"{'.'.join(str(part) for part in problem['loc']) or '<root>'}: {problem['type']}"
             for problem in error.errors(include_input=False, include_url=False)[:10]
@@ -141,7 +159,18 @@ class Delivery:
         return max(int(self.headers.get(RETRY_AT, 0)) / 1000 - time.time(), 0.0)
 
     def original_headers(self) -> dict[str, str]:
+        """The record's own headers and its letter history (which travels with it)."""
         return {k: v for k, v in self.headers.items() if k not in RETRY_HEADERS}
+
+    def history(self) -> list[PriorLetter]:
+        """The record's earlier dead letters; an unreadable history is dropped, not fatal."""
+        try:
+            return PRIOR_LETTERS.validate_json(self.headers.get(LETTER_HISTORY, "[]"))
+        except ValidationError:
+            return []
+
+
+PRIOR_LETTERS = TypeAdapter(list[PriorLetter])
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -168,10 +197,11 @@ def dead_letter_for(
         value_size=len(value),
         value_truncated=len(value) > LETTER_VALUE_LIMIT,
         value_sha256=hashlib.sha256(value).hexdigest(),
-        headers=delivery.original_headers(),
+        headers={k: v for k, v in delivery.original_headers().items() if k != LETTER_HISTORY},
         error_type=type(error).__name__,
-        reason=safe_reason(error),
+        reason=reason_for(value, error),
         attempts=attempts,
+        history=delivery.history(),
     )
 
 

@@ -40,7 +40,9 @@ dlq = typer.Typer(help="Dead letters: records no consumer could process.", no_ar
 app.add_typer(dlq, name="dlq")
 flags_app = typer.Typer(help="Per-Veteran feature flags (the release plans' rollout).")
 app.add_typer(flags_app, name="flags")
-console = Console()
+PIPED_WIDTH = 1_000
+console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+"""Piped (to grep, a file, a ticket), tables keep full names and ids rather than folding at 80 columns."""
 CLI = ServiceIdentity("cli", Tool.SM)
 log = get_logger(CLI)
 
@@ -116,12 +118,23 @@ def topics(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
 @dlq.command(name="list")
 def dlq_list(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
     """Every dead letter: when, which service (and tool) refused it, from where, and why."""
-    letters = asyncio.run(deadletters.dead_letters(bootstrap))
+    letters, replays = asyncio.run(deadletters.dead_letters_and_replays(bootstrap))
     if as_json:
-        print_json([letter.model_dump(mode="json", exclude={"value", "key"}) for letter in letters])
+        print_json(
+            [
+                {
+                    **letter.model_dump(mode="json", exclude={"value", "key"}),
+                    "replayed_at": [f"{at.isoformat()}" for at in replays.get(letter.event_id, [])],
+                }
+                for letter in letters
+            ]
+        )
         return
-    table = Table("id", "when (UTC)", "tool", "service", "from", "error", "reason", "tries")
+    table = Table(
+        "id", "when (UTC)", "tool", "service", "from", "error", "reason", "tries", "replayed"
+    )
     for letter in letters:
+        replayed = replays.get(letter.event_id, [])
         table.add_row(
             str(letter.event_id),
             f"{letter.occurred_at:%Y-%m-%d %H:%M:%S}",
@@ -129,8 +142,10 @@ def dlq_list(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
             letter.service,
             f"{letter.topic}[{letter.partition}]@{letter.offset}",
             letter.error_type,
-            letter.reason,
+            letter.reason
+            + (f" (refused {len(letter.history)}x before)" if letter.replayed else ""),
             str(letter.attempts),
+            f"{max(replayed):%Y-%m-%d %H:%M:%S}" if replayed else "",
         )
     console.print(table)
     console.print(f"{len(letters)} dead letter(s)")

@@ -201,6 +201,19 @@ class MessageSendFailed(Event):
         return _draft_key(self.renewal_id, self.draft_id)
 
 
+class PriorLetter(BaseModel):
+    """An earlier dead letter of the same record, before an SRE replayed it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    occurred_at: AwareDatetime
+    service: str
+    consumer_group: str
+    error_type: str
+    reason: str
+
+
 class DeadLetter(BaseModel):
     """A record no consumer could process: the original bytes and where they came from, and why."""
 
@@ -227,6 +240,29 @@ class DeadLetter(BaseModel):
     error_type: str
     reason: str = Field(description="What was wrong; never carries the payload.")
     attempts: int = Field(ge=1)
+    history: list[PriorLetter] = Field(
+        default_factory=list,
+        description="The record's earlier dead letters, oldest first, when it was replayed and "
+        "refused again: the first refusal's reason stays with the record.",
+    )
+
+    @property
+    def replayed(self) -> bool:
+        """The record was refused before and replayed by an SRE."""
+        return bool(self.history)
+
+
+class DeadLetterReplayed(BaseModel):
+    """An SRE put a dead letter back on its consumer group's retry topic (``rxsm dlq replay``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: Literal["dead_letter.replayed"] = "dead_letter.replayed"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    letter_id: UUID = Field(description="The dead letter replayed.")
+    retry_topic: str
 
 
 CareTeamsOutcome = Annotated[
@@ -260,4 +296,5 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = (
     MessageSent,
     MessageSendFailed,
     DeadLetter,
+    DeadLetterReplayed,
 )

@@ -26,6 +26,7 @@ from schemas.events import (
     CareTeamsResolved,
     CareTeamUnavailable,
     DeadLetter,
+    DeadLetterReplayed,
     DraftCreated,
     DraftDeleted,
     DraftUpdated,
@@ -502,11 +503,12 @@ LedgerEvent = Annotated[
     | DraftDeleted
     | MessageSent
     | MessageSendFailed
-    | DeadLetter,
+    | DeadLetter
+    | DeadLetterReplayed,
     Field(discriminator="event_type"),
 ]
 """What the journey ledger reads: its own ``renewal requested`` once it is on Kafka, the downstream
-topics, and dead letters."""
+topics, and dead letters (with the marks of their replays, which are no step)."""
 
 
 @dataclass(frozen=True)
@@ -527,6 +529,8 @@ DRAFT_STEPS = {
 
 def observed_step(event: LedgerEvent) -> Observed | None:
     """The journey step an event records, or None when it is about no renewal."""
+    if isinstance(event, DeadLetterReplayed):
+        return None
     if isinstance(event, DeadLetter):
         renewal_id = _renewal_of_key(event.key)
         if renewal_id is None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
 from plumbing.broker import make_broker, subscribe
+from plumbing.deadletter import MALFORMED_JSON
 from plumbing.identity import ServiceIdentity
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -125,3 +126,36 @@ async def test_an_unknown_dead_letter_id_is_a_clear_error(kafka_bootstrap: str) 
     )
     assert result.exit_code != 0
     assert "no dead letter with id nope" in result.output
+
+
+async def test_a_replayed_letter_refused_again_keeps_its_reason_history_and_mark(
+    running: Running, kafka_bootstrap: str
+) -> None:
+    """Not JSON: the main consumer refuses it, and after a replay the retry consumer refuses the same
+    bytes for the same reason; the second letter carries the first, and the first is marked."""
+    key = uuid4().hex.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    await producer.send_and_wait(running.topic, b'{"id": "truncated', key=key)
+    await producer.stop()
+    [first] = await read_topic(
+        kafka_bootstrap, topics.DEAD_LETTER, lambda e: e.get("topic") == running.topic
+    )
+    assert first["reason"] == MALFORMED_JSON
+    assert first["history"] == []
+
+    await rxsm(kafka_bootstrap, "dlq", "replay", first["event_id"])
+    [_, second] = await read_topic(
+        kafka_bootstrap, topics.DEAD_LETTER, lambda e: e.get("topic") == running.topic, count=2
+    )
+
+    assert second["reason"] == first["reason"]
+    assert second["headers"] == first["headers"], "the history is not one of the record's headers"
+    [prior] = second["history"]
+    assert (prior["event_id"], prior["reason"]) == (first["event_id"], first["reason"])
+    listed = json.loads((await rxsm(kafka_bootstrap, "dlq", "list", "--json")).output)
+    marks = {item["event_id"]: item["replayed_at"] for item in listed}
+    assert len(marks[first["event_id"]]) == 1
+    assert marks[second["event_id"]] == []
+    table = (await rxsm(kafka_bootstrap, "dlq", "list")).output
+    assert "refused 1x before" in table

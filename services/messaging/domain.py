@@ -86,57 +86,146 @@ def renewal_body(prescription: Prescription | None) -> str:
     return "\n".join(lines)
 
 
+ErrorKind = Literal["sm_refused", "sm_failed", "request_refused"]
+"""What failed, for a span's ``error.type``: SM refused the request, SM failed it, or the request has
+something the Veteran must fix (or names nothing rxsm has)."""
+
+
 class SmError(Exception):
-    """An SM error: its code, the HTTP status, what the Veteran can do, and whether a retry may pass.
+    """An error a request ends with: its code, the HTTP status, what the Veteran can do, whether a
+    retry may pass, and what failed.
 
     ``message`` is shown to the Veteran and logged: it never holds PHI.
     """
 
-    def __init__(self, code: str, status: int, message: str, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        message: str,
+        retryable: bool = False,
+        kind: ErrorKind = "request_refused",
+    ) -> None:
         super().__init__(code, message)
         self.code = code
         self.status = status
         self.message = message
         self.retryable = retryable
+        self.kind: ErrorKind = kind
 
     @property
-    def error_type(self) -> str:
-        """What failed, for a span's ``error.type``: SM refused the request (4xx) or failed it (5xx),
-        or the request has something the Veteran must fix."""
-        if not self.code.startswith("SM"):
-            return "request_refused"
-        return "sm_failed" if self.status >= 500 else "sm_refused"
+    def error_type(self) -> ErrorKind:
+        return self.kind
 
 
-SM_ERRORS: dict[str, tuple[int, str, bool]] = {
-    "SM119": (422, "That care team isn't one you can message. Choose another care team.", False),
-    "SM129": (422, "You're no longer connected to that care team. Choose another one.", False),
-    "SM151": (422, "You can't send messages to that care team. Choose another care team.", False),
-    "SM98": (502, "Your Oracle Health care team's system didn't take the message.", False),
-    "SM901": (503, "Secure Messaging is unavailable. Try again later.", True),
-    "SM903": (
-        503,
-        "Secure Messaging hasn't confirmed the message yet. Send again to check; it won't be sent "
-        "twice.",
-        True,
+@dataclass(frozen=True)
+class ErrorCode:
+    """One error code: its HTTP status, what it means, what rxsm tells the Veteran, whether sending
+    again may pass, and what failed."""
+
+    status: int
+    meaning: str
+    message: str
+    retryable: bool
+    kind: ErrorKind
+
+    def error(self, code: str) -> SmError:
+        return SmError(code, self.status, self.message, self.retryable, self.kind)
+
+
+_UNAVAILABLE = "Secure Messaging is unavailable. Try again later."
+
+SM_ERRORS: dict[str, ErrorCode] = {
+    "SM119": ErrorCode(
+        422,
+        "Triage team does not exist",
+        "That care team isn't one you can message. Choose another care team.",
+        False,
+        "sm_refused",
     ),
-    "SM904": (404, "Draft not found.", False),
-    "SM99": (502, "Secure Messaging couldn't handle the request. Try again later.", True),
+    "SM129": ErrorCode(
+        422,
+        "Unable to reply because you are no longer associated with this Triage Team",
+        "You're no longer connected to that care team. Choose another one.",
+        False,
+        "sm_refused",
+    ),
+    "SM151": ErrorCode(
+        422,
+        "User is blocked from the Facility",
+        "You can't send messages to that care team. Choose another care team.",
+        False,
+        "sm_refused",
+    ),
+    "SM900": ErrorCode(503, "Service is temporarily unavailable", _UNAVAILABLE, True, "sm_failed"),
+    "SM901": ErrorCode(503, "Service is temporarily unavailable", _UNAVAILABLE, True, "sm_failed"),
+    "SM902": ErrorCode(503, "Service is temporarily unavailable", _UNAVAILABLE, True, "sm_failed"),
+    "SM903": ErrorCode(503, "Service is temporarily unavailable", _UNAVAILABLE, True, "sm_failed"),
+    "SM904": ErrorCode(
+        404,
+        "Message requested could not be found",
+        "Secure Messaging can't find that message.",
+        False,
+        "sm_refused",
+    ),
+    "SM98": ErrorCode(
+        400,
+        "Oracle Health message send failed",
+        "Your Oracle Health care team's system didn't take the message. You can send it again.",
+        False,
+        "sm_failed",
+    ),
+    "SM99": ErrorCode(
+        502,
+        "Something went wrong. Please try again later.",
+        "Secure Messaging couldn't handle the request. Try again later.",
+        True,
+        "sm_failed",
+    ),
 }
-"""SM error codes (domain.md section 5): HTTP status, message, retryable. SM903 is also how a send
-whose Oracle Health status could not be confirmed within the polling bound ends: sending again resumes
-waiting on the same message."""
+"""SM's error codes with VA's HTTP status and meaning (vets-api ``config/locales/exceptions.en.yml``,
+the ``detail`` of each code). SM98 is raised by vets-api itself when an Oracle Health message ends
+FAILED or INVALID (``lib/sm/client/message_status.rb``); SM901 is also how rxsm's HTTP adapter
+reports an SM it cannot reach or that does not answer in time. Retryable is rxsm's: sending again
+retries the same attempt (same idempotency key)."""
+
+DRAFT_NOT_FOUND = "draft_not_found"
+OH_SEND_TIMEOUT = "oh_send_timeout"
+
+RXSM_ERRORS: dict[str, ErrorCode] = {
+    DRAFT_NOT_FOUND: ErrorCode(
+        404,
+        "No such draft for this Veteran: never made, sent, deleted, or another Veteran's",
+        "Draft not found.",
+        False,
+        "request_refused",
+    ),
+    OH_SEND_TIMEOUT: ErrorCode(
+        504,
+        "Oracle Health did not give the message a final status within the polling bound "
+        "(vets-api: a gateway timeout, 504)",
+        "Your Oracle Health care team's system hasn't confirmed the message yet. Send it again to "
+        "check; it won't be sent twice.",
+        True,
+        "sm_failed",
+    ),
+}
+"""rxsm's own codes, named apart from SM's: a draft rxsm does not hold, and an Oracle Health send
+whose status polling ran out of time (sending again resumes polling the same message)."""
 
 
 def sm_error(code: str) -> SmError:
-    """The SM error of ``code``; an unknown code is SM's generic error, SM99."""
+    """The SM error of ``code``; a code VA does not define is SM's generic error, SM99."""
     known = code if code in SM_ERRORS else "SM99"
-    status, message, retryable = SM_ERRORS[known]
-    return SmError(known, status, message, retryable)
+    return SM_ERRORS[known].error(known)
 
 
 def draft_not_found() -> SmError:
-    return sm_error("SM904")
+    return RXSM_ERRORS[DRAFT_NOT_FOUND].error(DRAFT_NOT_FOUND)
+
+
+def oh_send_timeout() -> SmError:
+    return RXSM_ERRORS[OH_SEND_TIMEOUT].error(OH_SEND_TIMEOUT)
 
 
 def invalid(code: str, message: str) -> SmError:
@@ -299,12 +388,39 @@ def check_sendable(draft: DraftContent) -> None:
 
 
 class DeliveryStatus(StrEnum):
-    """An upstream message's status: Oracle Health sends are accepted (PENDING), then SENT or not."""
+    """An upstream message's status. An Oracle Health send is accepted, then polled until SM gives it
+    a final status; PENDING is rxsm's word for every status that is not final (SM's ``IN_PROGRESS``,
+    or none)."""
 
     PENDING = "PENDING"
     SENT = "SENT"
     FAILED = "FAILED"
     INVALID = "INVALID"
+    UNKNOWN = "UNKNOWN"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        DeliveryStatus.SENT,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.INVALID,
+        DeliveryStatus.UNKNOWN,
+        DeliveryStatus.NOT_SUPPORTED,
+    }
+)
+"""The statuses that end the polling (vets-api ``lib/sm/client/message_status.rb``,
+``poll_message_status``: ``terminal_statuses``)."""
+
+
+def delivery_status(word: object) -> DeliveryStatus:
+    """SM's status word read as vets-api reads it (upper-cased): a final status, or PENDING for any
+    other word, or none (polled again, not an error)."""
+    text = str(word).upper() if word is not None else ""
+    try:
+        return DeliveryStatus(text)
+    except ValueError:
+        return DeliveryStatus.PENDING
 
 
 class SendState(StrEnum):
@@ -333,7 +449,8 @@ def check_editable(send: SendState | None) -> None:
 
 
 def delivery_failure(status: DeliveryStatus) -> SmError | None:
-    """FAILED or INVALID from Oracle Health is SM98; PENDING and SENT are not failures."""
+    """FAILED or INVALID is SM98 (vets-api ``message_status.rb``, ``poll_status``); every other final
+    status, UNKNOWN and NOT_SUPPORTED included, is the message sent, and PENDING is no outcome yet."""
     if status in (DeliveryStatus.FAILED, DeliveryStatus.INVALID):
         return sm_error("SM98")
     return None
@@ -347,15 +464,50 @@ def state_after(error: SmError, state: SendState) -> SendState:
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """How an accepted Oracle Health message is polled: at most ``attempts`` times, the wait doubling
-    from ``first_delay`` up to ``max_delay`` seconds."""
+    """How an accepted Oracle Health message's status is polled (vets-api ``message_status.rb``,
+    ``poll_message_status`` as ``poll_status`` calls it): at once, then every ``interval`` seconds,
+    until ``timeout`` seconds have passed; more than ``max_errors`` failed polls in a row end it."""
 
-    attempts: int = 8
-    first_delay: float = 0.5
-    max_delay: float = 4.0
+    interval: float = 1.0
+    timeout: float = 60.0
+    max_errors: int = 2
 
-    def delays(self) -> tuple[float, ...]:
-        return tuple(min(self.first_delay * 2**n, self.max_delay) for n in range(self.attempts))
+
+@dataclass(frozen=True)
+class Polling:
+    """One run of the polling: when it runs out of time, and how many polls failed in a row."""
+
+    deadline: float
+    errors_in_a_row: int = 0
+
+    @classmethod
+    def start(cls, schedule: PollSchedule, now: float) -> "Polling":
+        return cls(deadline=now + schedule.timeout)
+
+    def check_time(self, now: float) -> None:
+        """Before each poll: out of time is rxsm's ``oh_send_timeout`` (vets-api raises a gateway
+        timeout)."""
+        if now >= self.deadline:
+            raise oh_send_timeout()
+
+    def after_status(self) -> "Polling":
+        """A poll that answered a status that is not final: the errors in a row start again."""
+        return replace(self, errors_in_a_row=0)
+
+    def after_error(self, error: SmError, schedule: PollSchedule) -> "Polling":
+        """A poll that failed is tolerated up to ``max_errors`` in a row; the next one ends the
+        polling with that error."""
+        errors = self.errors_in_a_row + 1
+        if errors > schedule.max_errors:
+            raise error
+        return replace(self, errors_in_a_row=errors)
+
+
+def renewal_send(prescription_id: str | None) -> bool:
+    """Whether a message goes to SM's renewal endpoint: it names a prescription (vets-api
+    ``lib/sm/client/message_sending.rb``, ``renewal_message?``: ``prescription_id.present?``, so a
+    blank id is a plain message)."""
+    return bool(prescription_id and prescription_id.strip())
 
 
 def idempotency_key(draft_id: str, attempt: int) -> str:

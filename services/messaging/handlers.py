@@ -13,8 +13,10 @@ once sent, as in SM.
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 from uuid import UUID, uuid4
 
@@ -22,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.batches import Within, alone
+from plumbing.logs import get_logger
 from plumbing.outbox import mark_processed, processed, stage
 from schemas.events import (
     CareTeamsOutcome,
@@ -46,6 +49,7 @@ from services.messaging.domain import (
     DraftContent,
     DraftEdit,
     DraftState,
+    Polling,
     PollSchedule,
     Recipients,
     SendState,
@@ -58,6 +62,11 @@ Sessions = async_sessionmaker[AsyncSession]
 INBOX = IDENTITY.consumer_group
 """The inbox name the care-teams consumer records processed event ids under (main and retry topics)."""
 
+log = get_logger(IDENTITY)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
 
 class Cohorts(Protocol):
     """The rollout cohort a Veteran is in now (``plumbing.flags.FeatureFlags``)."""
@@ -67,14 +76,16 @@ class Cohorts(Protocol):
 
 @dataclass(frozen=True)
 class Messaging:
-    """What the use cases need: the database, SM, how OH sends are polled, the rollout cohorts, and
-    how to wake the outbox relay after a commit."""
+    """What the use cases need: the database, SM, how OH sends are polled, the rollout cohorts, how
+    to wake the outbox relay after a commit, and the clock and sleep the polling keeps time with."""
 
     sessions: Sessions
     upstream: SecureMessaging
     polling: PollSchedule
     cohorts: Cohorts
     notify: Callable[[], None]
+    clock: Clock = time.monotonic
+    sleep: Sleep = asyncio.sleep
 
 
 def _draft_fields(draft: DraftRow) -> dict[str, object]:
@@ -392,38 +403,53 @@ async def _accepted(deps: Messaging, draft_id: str, message_id: str) -> None:
             send.message_id = message_id
 
 
-async def _until_sent(deps: Messaging, message_id: str) -> None:
-    """Poll an accepted Oracle Health message until SENT (SM98 on FAILED or INVALID; SM903 when the
-    schedule runs out). A poll that fails in passing counts as still pending."""
-    for delay in deps.polling.delays():
-        await asyncio.sleep(delay)
+async def poll_until_final(
+    status: Callable[[], Awaitable[DeliveryStatus]],
+    schedule: PollSchedule,
+    clock: Clock,
+    sleep: Sleep,
+) -> DeliveryStatus:
+    """Poll an accepted Oracle Health message until SM gives it a final status, as vets-api's
+    ``poll_message_status`` does (``lib/sm/client/message_status.rb``): out of time before a poll is
+    ``oh_send_timeout``; a failed poll is tolerated up to ``schedule.max_errors`` in a row, the next
+    one ends the polling with its error."""
+    polling = Polling.start(schedule, clock())
+    while True:
+        polling.check_time(clock())
         try:
-            status = await deps.upstream.status(message_id)
+            found = await status()
         except SmError as error:
-            if not error.retryable:
-                raise
-            continue
-        if status is DeliveryStatus.SENT:
-            return
-        failure = domain.delivery_failure(status)
-        if failure is not None:
-            raise failure
-    raise domain.sm_error("SM903")
+            polling = polling.after_error(error, schedule)
+        else:
+            if found in domain.FINAL_STATUSES:
+                return found
+            polling = polling.after_status()
+        await sleep(schedule.interval)
 
 
 async def _deliver(deps: Messaging, attempt: _Attempt) -> str:
-    """SM's message id once the message is SENT."""
+    """SM's message id once the message has a final status other than FAILED or INVALID (SM98).
+    A message Oracle Health accepted is polled, and polled again when the send is resumed."""
     message_id = attempt.accepted_id
+    status = DeliveryStatus.PENDING
     if message_id is None:
         receipt = await deps.upstream.send(attempt.message)
-        if receipt.status is DeliveryStatus.SENT:
-            return receipt.message_id
-        failure = domain.delivery_failure(receipt.status)
-        if failure is not None:
-            raise failure
-        message_id = receipt.message_id
-        await _accepted(deps, attempt.message.draft_id, message_id)
-    await _until_sent(deps, message_id)
+        message_id, status = receipt.message_id, receipt.status
+        if status not in domain.FINAL_STATUSES:
+            await _accepted(deps, attempt.message.draft_id, message_id)
+    if status not in domain.FINAL_STATUSES:
+        status = await poll_until_final(
+            partial(deps.upstream.status, message_id), deps.polling, deps.clock, deps.sleep
+        )
+    failure = domain.delivery_failure(status)
+    if failure is not None:
+        raise failure
+    if status is not DeliveryStatus.SENT:
+        log.warning(
+            "message counted as sent on a final status other than SENT",
+            message_id=message_id,
+            status=status.value,
+        )
     return message_id
 
 

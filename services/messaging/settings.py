@@ -27,13 +27,20 @@ class MessagingSettings(BaseSettings):
     sm_recipients_file: Path = Field(
         default=DEMO_SM_DATA, description="The built-in SM's recipients (SM all-recipients JSON)."
     )
-    oh_poll_attempts: int = Field(default=8, ge=1, description="Status polls of an OH send.")
-    oh_poll_first_delay_seconds: float = Field(default=0.5, ge=0)
-    oh_poll_max_delay_seconds: float = Field(default=4.0, ge=0)
+    oh_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Wait between status polls of an OH send (VA: 1)."
+    )
+    oh_poll_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="How long an OH send's status is polled (VA: 60)."
+    )
+    oh_poll_max_errors: int = Field(
+        default=2, ge=0, description="Failed status polls in a row tolerated (VA: 2)."
+    )
 
     def poll_schedule(self) -> PollSchedule:
+        """How OH sends are polled; the defaults are vets-api's (``lib/sm/client/message_status.rb``)."""
         return PollSchedule(
-            attempts=self.oh_poll_attempts,
-            first_delay=self.oh_poll_first_delay_seconds,
-            max_delay=self.oh_poll_max_delay_seconds,
+            interval=self.oh_poll_interval_seconds,
+            timeout=self.oh_poll_timeout_seconds,
+            max_errors=self.oh_poll_max_errors,
         )

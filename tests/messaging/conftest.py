@@ -130,7 +130,8 @@ def recipients_file(tmp_path: Path) -> Path:
     return path
 
 
-FAST_POLLING = PollSchedule(attempts=4, first_delay=0.01, max_delay=0.02)
+FAST_POLLING = PollSchedule(interval=0.01, timeout=0.2, max_errors=2)
+"""VA's polling rule on a short clock, for the use cases against a real SM (local or HTTP)."""
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A small SM-compatible HTTP API on 127.0.0.1 for tests, that can be told to fail, time out, or
-answer FAILED for Oracle Health messages (the calls ``HttpSecureMessaging`` makes)."""
+answer any status for Oracle Health messages, poll by poll (the calls ``HttpSecureMessaging``
+makes). Renewals arrive at their own endpoint, as at SM (``message/renewal``)."""
 
 import json
 import threading
@@ -17,15 +18,16 @@ class SmBehaviour:
     failure: tuple[int, str | None] | None = None  # (HTTP status, errorCode) for every call
     delay_seconds: float = 0.0  # answer this late (longer than the client's timeout: a timeout)
     oh_teams: set[int] = field(default_factory=set)  # recipients whose messages are accepted first
-    oh_outcome: str = (
-        "SENT"  # what an OH message becomes: SENT, FAILED, INVALID, or PENDING forever
-    )
+    oh_outcome: str = "SENT"  # what an OH message becomes: a final status, or one it keeps forever
     pending_polls: int = 1  # status polls answered PENDING before the outcome
+    poll_script: list[tuple[int, Any]] = field(default_factory=list)
+    """(HTTP status, answer) of the next status polls, in order, before the rule above."""
 
 
 @dataclass
 class StoredMessage:
     id: str
+    path: str  # the endpoint it was sent to
     payload: dict[str, Any]
     polls: int = 0
 
@@ -70,8 +72,8 @@ class FakeSm:
         with self._lock:
             if method == "GET" and parts[0] == "veterans" and parts[2:] == ["recipients"]:
                 answer = 200, self.recipients.get(parts[1], [{"associatedTriageGroups": 0}])
-            elif method == "POST" and parts == ["messages"]:
-                answer = self._send(headers["Idempotency-Key"], json.loads(body))
+            elif method == "POST" and parts in (["messages"], ["messages", "renewal"]):
+                answer = self._send(path, headers["Idempotency-Key"], json.loads(body))
             elif method == "GET" and parts[0] == "messages" and parts[2:] == ["status"]:
                 answer = self._status(parts[1])
             else:
@@ -79,10 +81,12 @@ class FakeSm:
         time.sleep(behaviour.delay_seconds)
         return answer
 
-    def _send(self, key: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    def _send(self, path: str, key: str, payload: dict[str, Any]) -> tuple[int, Any]:
         self.sends += 1
+        if path.endswith("/renewal") and not payload.get("prescription_id"):
+            return 400, "prescription_id is missing"
         if key not in self.by_key:
-            message = StoredMessage(id=str(uuid4()), payload=payload)
+            message = StoredMessage(id=str(uuid4()), path=path, payload=payload)
             self.messages[message.id] = message
             self.by_key[key] = message.id
         message = self.messages[self.by_key[key]]
@@ -95,6 +99,8 @@ class FakeSm:
         if message is None:
             return 404, {"errorCode": "SM904"}
         message.polls += 1
+        if self.behaviour.poll_script:
+            return self.behaviour.poll_script.pop(0)
         if message.polls <= self.behaviour.pending_polls:
             return 200, {"status": "PENDING"}
         return 200, {"status": self.behaviour.oh_outcome}

@@ -1,8 +1,10 @@
 """Exactly-once effects over at-least-once delivery (SQLite, and PostgreSQL in CI): each use case stages
 its event in the outbox in the transaction of its change, the care-teams consumer's inbox makes a
-redelivered event a no-op, and every event of a renewal carries the cohort its care-teams event had."""
+redelivered event a no-op, and every event of a renewal carries the cohort its care-teams event had.
+Then the delivery of an Oracle Health message: how its status is polled, on a fake clock."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from uuid import uuid4
 
 import pytest
@@ -16,9 +18,9 @@ from plumbing.outbox import ProcessedEventRow
 from plumbing.outbox import stage as real_stage
 from schemas.events import DraftCreated, Event
 from schemas.vocabulary import Cohort
-from services.messaging import handlers
+from services.messaging import domain, handlers
 from services.messaging.adapters.storage import DraftRow
-from services.messaging.domain import DraftEdit
+from services.messaging.domain import DeliveryStatus, DraftEdit, PollSchedule, SmError
 from services.messaging.handlers import INBOX, Messaging
 from tests.messaging.conftest import OH_TEAM, VETERAN, FixedCohorts, Wakes, staged
 from tests.messaging.test_use_cases import new_message, refused, resolved
@@ -137,3 +139,116 @@ async def test_a_draft_keeps_the_trace_context_of_the_span_that_created_it(
     context = creating.get_span_context()
     assert draft.traceparent is not None
     assert draft.traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+
+
+MESSAGE_STATUS = (
+    "vets-api lib/sm/client/message_status.rb (04f2427ade4b67fdaa53c6d8049c715d882b1f11)"
+)
+
+
+@dataclass
+class FakeTime:
+    """The polling's clock and sleep: no real waiting. Each status call takes ``call_seconds``."""
+
+    call_seconds: float = 0.0
+    now: float = 0.0
+    polls: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Poll = DeliveryStatus | str
+"""A status SM answers, or the code of the error a poll fails with."""
+
+
+def scripted(polls: list[Poll], time: FakeTime) -> Callable[[], Awaitable[DeliveryStatus]]:
+    """SM's status calls answering ``polls`` in order, then PENDING for ever."""
+    answers = iter(polls)
+
+    async def status() -> DeliveryStatus:
+        time.polls.append(time.now)
+        time.now += time.call_seconds
+        answer = next(answers, DeliveryStatus.PENDING)
+        if isinstance(answer, DeliveryStatus):
+            return answer
+        raise domain.sm_error(answer)
+
+    return status
+
+
+VA_SCHEDULE = PollSchedule()
+PENDING, SENT = DeliveryStatus.PENDING, DeliveryStatus.SENT
+
+
+async def poll(
+    polls: list[Poll], schedule: PollSchedule = VA_SCHEDULE, call_seconds: float = 0.0
+) -> tuple[DeliveryStatus | str, list[float]]:
+    """What the polling ends with (a final status, or an error's code), and when each poll began."""
+    time = FakeTime(call_seconds)
+    try:
+        outcome: DeliveryStatus | str = await handlers.poll_until_final(
+            scripted(polls, time), schedule, time.clock, time.sleep
+        )
+    except SmError as error:
+        outcome = error.code
+    return outcome, time.polls
+
+
+@pytest.mark.parametrize(
+    ("polls", "outcome", "count"),
+    [
+        ([SENT], SENT, 1),
+        ([PENDING, DeliveryStatus.FAILED], DeliveryStatus.FAILED, 2),
+        ([PENDING, DeliveryStatus.INVALID], DeliveryStatus.INVALID, 2),
+        ([PENDING, PENDING, DeliveryStatus.UNKNOWN], DeliveryStatus.UNKNOWN, 3),
+        ([DeliveryStatus.NOT_SUPPORTED], DeliveryStatus.NOT_SUPPORTED, 1),
+        (["SM99", "SM904", SENT], SENT, 3),
+        (["SM99", "SM99", "SM901"], "SM901", 3),
+        (["SM99", "SM99", PENDING, "SM99", "SM99", SENT], SENT, 6),
+        (["SM99", PENDING, "SM99", PENDING, "SM99", "SM99", "SM904"], "SM904", 7),
+    ],
+    ids=[
+        "sent",
+        "failed",
+        "invalid",
+        "unknown",
+        "not supported",
+        "two errors in a row, then sent",
+        "three errors in a row",
+        "a status resets the count",
+        "three in a row after resets",
+    ],
+)
+async def test_polling_ends_at_a_final_status_or_the_third_error_in_a_row(
+    polls: list[Poll], outcome: DeliveryStatus | str, count: int
+) -> None:
+    """MESSAGE_STATUS ``poll_message_status``: returns at a terminal status (SENT FAILED INVALID
+    UNKNOWN NOT_SUPPORTED; what each means for the send is ``delivery_failure``'s); an error in a
+    poll is tolerated while ``consecutive_errors <= max_errors`` (2), the third in a row is raised
+    (VA's recorded sequence 404, 404, SENT ends SENT); a poll answering a status resets the count."""
+    assert await poll(polls) == (outcome, [float(n) for n in range(count)])
+
+
+async def test_polling_gives_up_after_60_seconds_of_polls_every_second() -> None:
+    """MESSAGE_STATUS: the first poll at once, then ``sleep interval_seconds`` (1) between polls,
+    and ``GatewayTimeout`` once ``Time.zone.now >= deadline`` (60 s after the start)."""
+    outcome, polls = await poll([])
+    assert outcome == "oh_send_timeout"
+    assert polls == [float(second) for second in range(60)]
+
+
+async def test_the_time_status_calls_take_counts_against_the_bound() -> None:
+    """The deadline is wall time from the start: polls that take 0.5 s start every 1.5 s."""
+    outcome, polls = await poll([], call_seconds=0.5)
+    assert outcome == "oh_send_timeout"
+    assert polls == [1.5 * n for n in range(40)]
+
+
+async def test_the_schedule_is_configurable() -> None:
+    schedule = PollSchedule(interval=2.0, timeout=9.0, max_errors=0)
+    assert await poll([], schedule) == ("oh_send_timeout", [0.0, 2.0, 4.0, 6.0, 8.0])
+    assert await poll(["SM99"], schedule) == ("SM99", [0.0]), "no error tolerated"

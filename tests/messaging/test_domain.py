@@ -1,5 +1,7 @@
-"""Draft rules, recipient choice, SM error codes and the Oracle Health polling bound."""
+"""Draft rules, recipient choice, SM error codes, Oracle Health statuses and polling, and the renewal
+endpoint."""
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -16,6 +18,7 @@ from services.messaging.domain import (
     SendState,
     SmError,
 )
+from services.messaging.settings import MessagingSettings
 
 PRIMARY = CareTeam(
     triageTeamId=1013155,
@@ -152,42 +155,130 @@ def test_a_general_message_takes_any_category_and_the_picked_team() -> None:
     )
 
 
+EXCEPTIONS = "vets-api config/locales/exceptions.en.yml (fb855685c7c89553376dfcc3cd65e80b9ec5ce53)"
+MESSAGE_STATUS = (
+    "vets-api lib/sm/client/message_status.rb (04f2427ade4b67fdaa53c6d8049c715d882b1f11)"
+)
+MESSAGE_SENDING = (
+    "vets-api lib/sm/client/message_sending.rb (renewal_message?, PR #26523; recorded in "
+    "spec/support/vcr_cassettes/sm_client/messages/creates/a_renewal_message.yml, 8decde92)"
+)
+
+
 @pytest.mark.parametrize(
-    ("code", "status", "retryable"),
+    ("code", "status", "meaning", "retryable", "kind"),
     [
-        ("SM119", 422, False),
-        ("SM129", 422, False),
-        ("SM151", 422, False),
-        ("SM98", 502, False),
-        ("SM901", 503, True),
-        ("SM903", 503, True),
-        ("SM904", 404, False),
-        ("SM99", 502, True),
-        ("SM12345", 502, True),
+        ("SM119", 422, "Triage team does not exist", False, "sm_refused"),
+        (
+            "SM129",
+            422,
+            "Unable to reply because you are no longer associated with this Triage Team",
+            False,
+            "sm_refused",
+        ),
+        ("SM151", 422, "User is blocked from the Facility", False, "sm_refused"),
+        ("SM900", 503, "Service is temporarily unavailable", True, "sm_failed"),
+        ("SM901", 503, "Service is temporarily unavailable", True, "sm_failed"),
+        ("SM902", 503, "Service is temporarily unavailable", True, "sm_failed"),
+        ("SM903", 503, "Service is temporarily unavailable", True, "sm_failed"),
+        ("SM904", 404, "Message requested could not be found", False, "sm_refused"),
+        ("SM98", 400, "Oracle Health message send failed", False, "sm_failed"),
+        ("SM99", 502, "Something went wrong. Please try again later.", True, "sm_failed"),
     ],
 )
-def test_sm_error_codes_map_to_http_status_and_retryability(
-    code: str, status: int, retryable: bool
+def test_an_sm_error_code_has_vas_meaning_and_http_status(
+    code: str, status: int, meaning: str, retryable: bool, kind: str
 ) -> None:
+    """Each row is the code's ``status`` and ``detail`` in EXCEPTIONS. SM98 is a 400 there, though
+    it says Oracle Health failed the message (so it is an SM failure, not a refusal); retryable is
+    rxsm's: the 503s say "temporarily" and SM99 "try again later"."""
     error = domain.sm_error(code)
-    assert (error.status, error.retryable) == (status, retryable)
-    assert error.code == (code if code in domain.SM_ERRORS else "SM99")
+    assert (error.code, error.status, error.retryable, error.error_type) == (
+        code,
+        status,
+        retryable,
+        kind,
+    )
+    assert domain.SM_ERRORS[code].meaning == meaning
+    assert error.message and error.message != meaning, "the Veteran is told what to do, in words"
+
+
+@pytest.mark.parametrize("code", ["SM12345", "SM135", "draft_not_found", "oh_send_timeout", ""])
+def test_a_code_sm_does_not_define_is_sms_generic_error(code: str) -> None:
+    """What SM answers that is not one of SM's codes above is SM99 (EXCEPTIONS: "Unknown
+    application error occurred"): rxsm's own names can't come from SM."""
+    error = domain.sm_error(code)
+    assert (error.code, error.status) == ("SM99", 502)
+
+
+def test_rxsms_own_codes_are_named_apart_from_vas() -> None:
+    assert set(domain.RXSM_ERRORS).isdisjoint(domain.SM_ERRORS)
+    assert not [code for code in domain.RXSM_ERRORS if re.fullmatch(r"(SM|RX)\d+", code.upper())]
+
+
+def test_a_draft_rxsm_does_not_hold_is_not_an_sm_code() -> None:
+    error = domain.draft_not_found()
+    assert (error.code, error.status, error.retryable, error.error_type) == (
+        "draft_not_found",
+        404,
+        False,
+        "request_refused",
+    )
+
+
+def test_running_out_of_time_polling_is_a_retryable_gateway_timeout() -> None:
+    """MESSAGE_STATUS raises ``Common::Exceptions::GatewayTimeout`` when the polling runs out of
+    time, which EXCEPTIONS answers as ``gateway_timeout``: status 504. rxsm names it its own way and
+    keeps the send, so sending again resumes polling the same message."""
+    error = domain.oh_send_timeout()
+    assert (error.code, error.status, error.retryable, error.error_type) == (
+        "oh_send_timeout",
+        504,
+        True,
+        "sm_failed",
+    )
 
 
 @pytest.mark.parametrize(
-    ("status", "failure"),
+    ("status", "final", "failure"),
     [
-        (DeliveryStatus.SENT, None),
-        (DeliveryStatus.PENDING, None),
-        (DeliveryStatus.FAILED, "SM98"),
-        (DeliveryStatus.INVALID, "SM98"),
+        (DeliveryStatus.PENDING, False, None),
+        (DeliveryStatus.SENT, True, None),
+        (DeliveryStatus.FAILED, True, "SM98"),
+        (DeliveryStatus.INVALID, True, "SM98"),
+        (DeliveryStatus.UNKNOWN, True, None),
+        (DeliveryStatus.NOT_SUPPORTED, True, None),
     ],
 )
-def test_an_oracle_health_failed_or_invalid_status_is_sm98(
-    status: DeliveryStatus, failure: str | None
+def test_each_final_status_ends_the_polling_and_only_failed_or_invalid_is_sm98(
+    status: DeliveryStatus, final: bool, failure: str | None
 ) -> None:
+    """MESSAGE_STATUS: ``terminal_statuses`` are SENT FAILED INVALID UNKNOWN NOT_SUPPORTED;
+    ``poll_status`` raises SM98 for FAILED and INVALID and returns the message for the others."""
+    assert (status in domain.FINAL_STATUSES) is final
     error = domain.delivery_failure(status)
     assert (error.code if error else None) == failure
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [
+        ("SENT", DeliveryStatus.SENT),
+        ("sent", DeliveryStatus.SENT),
+        ("not_supported", DeliveryStatus.NOT_SUPPORTED),
+        ("Unknown", DeliveryStatus.UNKNOWN),
+        ("IN_PROGRESS", DeliveryStatus.PENDING),
+        ("PENDING", DeliveryStatus.PENDING),
+        ("", DeliveryStatus.PENDING),
+        (None, DeliveryStatus.PENDING),
+    ],
+)
+def test_sms_status_word_is_read_upper_cased_and_any_other_word_is_not_final(
+    word: str | None, status: DeliveryStatus
+) -> None:
+    """MESSAGE_STATUS ``get_message_status``: ``status&.to_s&.upcase``; ``poll_message_status`` polls
+    again on any status not terminal (VA's recorded polls answer ``IN_PROGRESS``) or none."""
+    assert domain.delivery_status(word) is status
 
 
 @pytest.mark.parametrize(
@@ -195,25 +286,83 @@ def test_an_oracle_health_failed_or_invalid_status_is_sm98(
     [
         ("SM901", SendState.SUBMITTING, SendState.SUBMITTING),
         ("SM903", SendState.ACCEPTED, SendState.ACCEPTED),
+        ("oh_send_timeout", SendState.ACCEPTED, SendState.ACCEPTED),
+        ("SM99", SendState.ACCEPTED, SendState.ACCEPTED),
         ("SM98", SendState.ACCEPTED, SendState.FAILED),
+        ("SM904", SendState.ACCEPTED, SendState.FAILED),
         ("SM151", SendState.SUBMITTING, SendState.FAILED),
     ],
 )
 def test_only_a_final_error_ends_a_send_attempt(
     error: str, before: SendState, after: SendState
 ) -> None:
-    assert domain.state_after(domain.sm_error(error), before) is after
+    found = domain.oh_send_timeout() if error == "oh_send_timeout" else domain.sm_error(error)
+    assert domain.state_after(found, before) is after
 
 
-def test_polling_is_bounded_and_backs_off_to_a_cap() -> None:
-    assert PollSchedule(attempts=6, first_delay=0.5, max_delay=4).delays() == (
-        0.5,
-        1.0,
-        2.0,
-        4.0,
-        4.0,
-        4.0,
-    )
+def test_polling_follows_vas_schedule_by_default() -> None:
+    """MESSAGE_STATUS ``poll_status``: ``poll_message_status(message.id, timeout_seconds: 60,
+    interval_seconds: 1, max_errors: 2)``; the settings default to the same."""
+    assert PollSchedule() == PollSchedule(interval=1.0, timeout=60.0, max_errors=2)
+    assert MessagingSettings(_env_file=None).poll_schedule() == PollSchedule()
+
+
+@pytest.mark.parametrize(
+    ("now", "ends"), [(0.0, False), (59.999, False), (60.0, True), (61.0, True)]
+)
+def test_the_polling_runs_out_of_time_at_its_deadline(now: float, ends: bool) -> None:
+    """MESSAGE_STATUS: ``raise Common::Exceptions::GatewayTimeout if Time.zone.now >= deadline``,
+    checked before each poll, the deadline being ``timeout_seconds`` after the polling started."""
+    polling = domain.Polling.start(PollSchedule(), now=0.0)
+    if not ends:
+        polling.check_time(now)
+        return
+    with pytest.raises(SmError) as timeout:
+        polling.check_time(now)
+    assert timeout.value.code == "oh_send_timeout"
+
+
+@pytest.mark.parametrize(
+    ("polls", "ends_with"),
+    [
+        (["SM99"], None),
+        (["SM99", "SM904"], None),
+        (["SM99", "SM904", "SM901"], "SM901"),
+        (["SM99", "SM99", "status", "SM99", "SM99"], None),
+        (["SM99", "SM99", "status", "SM99", "SM99", "SM99"], "SM99"),
+    ],
+    ids=["one error", "two in a row", "three in a row", "reset by a status", "three after reset"],
+)
+def test_failed_polls_are_tolerated_up_to_max_errors_in_a_row(
+    polls: list[str], ends_with: str | None
+) -> None:
+    """MESSAGE_STATUS: ``consecutive_errors += 1; raise e if consecutive_errors > max_errors``
+    (max_errors 2), any error counting; a status that is not final starts the count again."""
+    schedule = PollSchedule()
+    polling = domain.Polling.start(schedule, now=0.0)
+    raised: str | None = None
+    for poll in polls:
+        if poll == "status":
+            polling = polling.after_status()
+            continue
+        try:
+            polling = polling.after_error(domain.sm_error(poll), schedule)
+        except SmError as error:
+            raised = error.code
+            break
+    assert raised == ends_with
+
+
+@pytest.mark.parametrize(
+    ("prescription_id", "renewal"),
+    [("22597817", True), ("0", True), (None, False), ("", False), ("   ", False)],
+)
+def test_a_message_naming_a_prescription_goes_to_the_renewal_endpoint(
+    prescription_id: str | None, renewal: bool
+) -> None:
+    """MESSAGE_SENDING: ``path = renewal_message?(args) ? 'message/renewal' : 'message'``, where
+    ``renewal_message?`` is ``prescription_id.present?`` (Ruby: not nil, not blank)."""
+    assert domain.renewal_send(prescription_id) is renewal
 
 
 @pytest.mark.parametrize(

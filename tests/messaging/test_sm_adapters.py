@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 
 from schemas.vocabulary import Ehr
+from services.messaging.adapters import storage
 from services.messaging.adapters.upstream import (
     BuiltinSecureMessaging,
     HttpSecureMessaging,
@@ -27,8 +28,14 @@ from tests.messaging.conftest import (
 from tests.messaging.fake_sm import FakeSm
 
 
-def message(recipient_id: int, key: str | None = None, ehr: Ehr = Ehr.VISTA) -> OutgoingMessage:
-    """A message of its own draft (a database on PostgreSQL outlives the test), or of ``key``'s."""
+def message(
+    recipient_id: int,
+    key: str | None = None,
+    ehr: Ehr = Ehr.VISTA,
+    prescription_id: str | None = "22597817",
+) -> OutgoingMessage:
+    """A renewal (or a general message, without a prescription id) of its own draft (a database on
+    PostgreSQL outlives the test), or of ``key``'s."""
     draft_id = key.split(".")[0] if key else str(uuid4())
     return OutgoingMessage(
         idempotency_key=key or f"{draft_id}.1",
@@ -39,7 +46,7 @@ def message(recipient_id: int, key: str | None = None, ehr: Ehr = Ehr.VISTA) -> 
         category="MEDICATIONS",
         subject="Renewal Needed",
         body="Please renew",
-        prescription_id="22597817",
+        prescription_id=prescription_id,
     )
 
 
@@ -140,6 +147,84 @@ async def test_an_oracle_health_failure_is_reported_as_failed(fake_sm: FakeSm) -
     receipt = await upstream.send(message(OH_TEAM, ehr=Ehr.ORACLE_HEALTH))
     assert await upstream.status(receipt.message_id) is DeliveryStatus.PENDING
     assert await upstream.status(receipt.message_id) is DeliveryStatus.FAILED
+    await upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("prescription_id", "path"),
+    [("22597817", "/messages/renewal"), (None, "/messages"), ("", "/messages")],
+    ids=["renewal", "general message", "blank prescription id"],
+)
+async def test_a_renewal_is_sent_to_sms_renewal_endpoint(
+    fake_sm: FakeSm, prescription_id: str | None, path: str
+) -> None:
+    """vets-api lib/sm/client/message_sending.rb: ``renewal_message?(args) ? 'message/renewal' :
+    'message'`` (``prescription_id.present?``); VA's recorded renewal send
+    (spec/support/vcr_cassettes/sm_client/messages/creates/a_renewal_message.yml) carries the
+    prescription id in its payload. The same goes for Oracle Health and VistA teams."""
+    upstream = http(fake_sm)
+    for team, ehr in ((VISTA_TEAM, Ehr.VISTA), (OH_TEAM, Ehr.ORACLE_HEALTH)):
+        receipt = await upstream.send(message(team, ehr=ehr, prescription_id=prescription_id))
+        stored = fake_sm.messages[receipt.message_id]
+        assert stored.path == path
+        assert stored.payload.get("prescription_id") == (prescription_id or None)
+        assert stored.payload["recipient_id"] == team
+    await upstream.close()
+
+
+async def test_the_builtin_sm_keeps_a_prescription_id_only_for_a_renewal(
+    sessions: Sessions, recipients_file: Path
+) -> None:
+    builtin = BuiltinSecureMessaging(sessions, recipients_file)
+    for prescription_id, kept in (("22597817", "22597817"), ("  ", None), (None, None)):
+        outgoing = message(VISTA_TEAM, prescription_id=prescription_id)
+        await builtin.send(outgoing)
+        async with sessions() as session:
+            row = await storage.builtin_message(session, outgoing.idempotency_key)
+        assert row is not None and row.prescription_id == kept
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        ({"status": "SENT"}, DeliveryStatus.SENT),
+        ({"status": "failed"}, DeliveryStatus.FAILED),
+        ({"status": "INVALID"}, DeliveryStatus.INVALID),
+        ({"status": "UNKNOWN"}, DeliveryStatus.UNKNOWN),
+        ({"data": {"status": "NOT_SUPPORTED"}}, DeliveryStatus.NOT_SUPPORTED),
+        ({"messageId": 674838, "status": "IN_PROGRESS"}, DeliveryStatus.PENDING),
+        ({"status": None}, DeliveryStatus.PENDING),
+        ({}, DeliveryStatus.PENDING),
+    ],
+    ids=["sent", "failed", "invalid", "unknown", "under data", "in progress", "null", "none"],
+)
+async def test_an_oracle_health_status_is_read_as_vets_api_reads_it(
+    fake_sm: FakeSm, answer: dict[str, object], status: DeliveryStatus
+) -> None:
+    """vets-api lib/sm/client/message_status.rb ``get_message_status``: the status under ``data`` or
+    bare, upper-cased; VA's recorded polls (spec/support/vcr_cassettes/sm_client/messages/creates/
+    status_polling_sequence.yml) answer ``IN_PROGRESS`` before ``SENT``."""
+    upstream = http(fake_sm)
+    receipt = await upstream.send(message(OH_TEAM, ehr=Ehr.ORACLE_HEALTH))
+    fake_sm.behaviour.poll_script = [(200, answer)]
+    assert await upstream.status(receipt.message_id) is status
+    await upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [((404, {"errorCode": "SM904"}), "SM904"), ((200, [1, 2]), "SM99"), ((500, None), "SM99")],
+    ids=["not found", "not an object", "broken"],
+)
+async def test_a_failed_status_poll_is_an_sm_error(
+    fake_sm: FakeSm, answer: tuple[int, object], code: str
+) -> None:
+    upstream = http(fake_sm)
+    receipt = await upstream.send(message(OH_TEAM, ehr=Ehr.ORACLE_HEALTH))
+    fake_sm.behaviour.poll_script = [answer]
+    with pytest.raises(SmError) as error:
+        await upstream.status(receipt.message_id)
+    assert error.value.code == code
     await upstream.close()
 
 

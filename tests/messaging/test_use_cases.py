@@ -132,7 +132,9 @@ async def test_a_resolved_renewal_is_prefilled_once_and_addressed_to_the_suggest
     await handlers.send_draft(created.draft_id, VETERAN, None, builtin)
     republished = event.model_copy(update={"event_id": uuid4()})
     assert await handlers.create_renewal_draft(republished, builtin) is None
-    assert await refused(handlers.get_draft(created.draft_id, VETERAN, builtin)) == "SM904"
+    assert (
+        await refused(handlers.get_draft(created.draft_id, VETERAN, builtin)) == "draft_not_found"
+    )
     async with builtin.sessions() as session:
         count = await session.scalar(
             select(func.count())
@@ -203,7 +205,7 @@ async def test_a_deleted_draft_is_gone(builtin: Messaging) -> None:
         handlers.send_draft(created.draft_id, VETERAN, None, builtin),
         handlers.edit_draft(created.draft_id, VETERAN, DraftEdit(body="x"), builtin),
     ):
-        assert await refused(call) == "SM904"
+        assert await refused(call) == "draft_not_found"
 
 
 async def test_another_veterans_draft_is_not_found(builtin: Messaging) -> None:
@@ -215,7 +217,7 @@ async def test_another_veterans_draft_is_not_found(builtin: Messaging) -> None:
         handlers.delete_draft(created.draft_id, STRANGER, builtin),
         handlers.send_draft(created.draft_id, STRANGER, None, builtin),
     ):
-        assert await refused(call) == "SM904"
+        assert await refused(call) == "draft_not_found"
     assert await handlers.get_draft(created.draft_id, VETERAN, builtin)
 
 
@@ -297,12 +299,89 @@ async def test_a_send_that_timed_out_is_retried_as_the_same_message(
 async def test_an_unconfirmed_oracle_health_send_resumes_on_the_same_message(
     over_http: Messaging, fake_sm: FakeSm
 ) -> None:
-    fake_sm.behaviour.oh_outcome = "PENDING"
+    """Out of time polling is vets-api's gateway timeout (lib/sm/client/message_status.rb), rxsm's
+    ``oh_send_timeout``: the message SM accepted stays the send's, and sending again polls it again."""
+    fake_sm.behaviour.oh_outcome = "IN_PROGRESS"
     draft_id = await new_message(over_http, OH_TEAM)
-    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM903"
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == (
+        "oh_send_timeout"
+    )
     assert fake_sm.sends == 1
+    [failed] = await staged(over_http, draft_id, "message.send_failed")
+    assert isinstance(failed, MessageSendFailed)
+    assert (failed.error_code, failed.retryable) == ("oh_send_timeout", True)
+    assert failed.message_id in fake_sm.messages
+    assert fake_sm.messages[failed.message_id].polls > 1, "polled until the bound"
 
     fake_sm.behaviour.oh_outcome = "SENT"
     sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
     assert fake_sm.sends == 1, "resumed polling; nothing sent again"
-    assert isinstance(sent, MessageSent) and sent.message_id in fake_sm.messages
+    assert isinstance(sent, MessageSent) and sent.message_id == failed.message_id
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [
+        ("SENT", None),
+        ("UNKNOWN", None),
+        ("NOT_SUPPORTED", None),
+        ("FAILED", "SM98"),
+        ("INVALID", "SM98"),
+    ],
+)
+async def test_an_oracle_health_send_ends_as_its_final_status_says(
+    over_http: Messaging, fake_sm: FakeSm, outcome: str, code: str | None
+) -> None:
+    """vets-api lib/sm/client/message_status.rb ``poll_status``: SM98 for FAILED and INVALID, the
+    message (sent) for SENT, UNKNOWN and NOT_SUPPORTED."""
+    fake_sm.behaviour.oh_outcome = outcome
+    draft_id = await new_message(over_http, OH_TEAM)
+    if code is None:
+        sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+        assert await staged(over_http, draft_id, "message.sent") == [sent]
+        return
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == code
+    assert [e.event_type for e in await staged(over_http, draft_id)][-1] == "message.send_failed"
+
+
+async def test_three_failed_polls_in_a_row_end_the_send_and_sending_again_resumes_it(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    """vets-api lib/sm/client/message_status.rb: the third error in a row (``max_errors`` 2) ends the
+    polling with that error; SM99 is retryable here, so the send keeps SM's message."""
+    draft_id = await new_message(over_http, OH_TEAM)
+    fake_sm.behaviour.poll_script = [(404, {"errorCode": "SM904"}), (500, None), (500, None)]
+    assert await refused(handlers.send_draft(draft_id, VETERAN, None, over_http)) == "SM99"
+    sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+    assert list(fake_sm.messages) == [sent.message_id]
+
+
+async def test_two_failed_polls_in_a_row_are_tolerated(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    """VA's recorded sequence (spec/support/vcr_cassettes/sm_client/messages/creates/
+    status_error_reset.yml): 404, 404, then SENT is sent."""
+    fake_sm.behaviour.pending_polls = 0
+    fake_sm.behaviour.poll_script = [(404, {"errorCode": "SM904"}), (404, {"errorCode": "SM904"})]
+    draft_id = await new_message(over_http, OH_TEAM)
+    sent = await handlers.send_draft(draft_id, VETERAN, None, over_http)
+    assert fake_sm.messages[sent.message_id].polls == 3
+
+
+async def test_a_renewal_goes_to_sms_renewal_endpoint_and_a_general_message_does_not(
+    over_http: Messaging, fake_sm: FakeSm
+) -> None:
+    """vets-api lib/sm/client/message_sending.rb: a message with a prescription id is sent to
+    ``message/renewal``, any other to ``message``. The renewal's draft keeps its prescription's id."""
+    created = await renewal_draft(over_http)
+    renewal = await handlers.send_draft(created.draft_id, VETERAN, None, over_http)
+    general = await handlers.send_draft(
+        await new_message(over_http, VISTA_TEAM), VETERAN, None, over_http
+    )
+    sent_renewal, sent_general = (fake_sm.messages[m.message_id] for m in (renewal, general))
+    assert (sent_renewal.path, sent_renewal.payload["prescription_id"]) == (
+        "/messages/renewal",
+        "22597817",
+    )
+    assert sent_general.path == "/messages"
+    assert "prescription_id" not in sent_general.payload

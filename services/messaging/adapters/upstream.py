@@ -7,13 +7,20 @@ Two implementations of ``SecureMessaging``:
   the demo SM data bundled with the repo, the same data the care-team service's demo directory reads),
   teams at a facility in a blocking Oracle Health migration phase (its ``migrationSchedules``) being
   blocked. VistA messages are sent at once; Oracle Health messages are accepted, then SENT when first polled.
+  A renewal keeps its prescription id, as SM's renewal endpoint does; a general message has none.
 - ``HttpSecureMessaging``: an SM-compatible HTTP API, with these calls:
 
   - ``GET {base}/veterans/{veteran_id}/recipients``: SM's ``alltriageteams`` answer,
     ``[{"associatedTriageGroups": n, ...}, {"triageTeam": [...]}]`` with SM's field names.
-  - ``POST {base}/messages`` with ``Idempotency-Key`` and the send payload of domain.md section 4:
-    ``{"id": ..., "status": "SENT"}`` (VistA), or ``"PENDING"`` when Oracle Health accepted it.
-  - ``GET {base}/messages/{id}/status``: ``{"status": "PENDING" | "SENT" | "FAILED" | "INVALID"}``.
+  - ``POST {base}/messages`` with ``Idempotency-Key`` and the send payload of domain.md section 4
+    (``veteran_id``, ``recipient_id``, ``category``, ``subject``, ``body``, ``draft_id``); a renewal
+    (a message with a prescription id) goes to ``POST {base}/messages/renewal`` with
+    ``prescription_id`` too, as vets-api sends it to SM's ``message/renewal``
+    (``lib/sm/client/message_sending.rb``). Answer: ``{"id": ..., "status": "SENT"}`` (VistA), or
+    ``"PENDING"`` when Oracle Health accepted it.
+  - ``GET {base}/messages/{id}/status``: ``{"status": ...}`` (or ``{"data": {"status": ...}}``), read
+    as vets-api reads it: upper-cased; SENT, FAILED, INVALID, UNKNOWN and NOT_SUPPORTED are final,
+    any other word (``IN_PROGRESS``, ``PENDING``) or none means not yet.
 
   An error answer carries SM's code as ``{"errorCode": "SM151", ...}``. A timeout or a connection
   failure is SM901 (retryable: the send is retried under the same idempotency key, so SM keeps one).
@@ -41,7 +48,8 @@ from services.messaging.domain import DeliveryStatus, Recipients, SmError, sm_er
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """SM's send payload (domain.md section 4), with the key SM deduplicates the attempt by."""
+    """SM's send payload (domain.md section 4), with the key SM deduplicates the attempt by; a
+    renewal's carries its prescription id (None for a general message)."""
 
     idempotency_key: str
     veteran_id: str
@@ -52,6 +60,11 @@ class OutgoingMessage:
     subject: str
     body: str
     prescription_id: str | None
+
+    @property
+    def renewal(self) -> bool:
+        """Whether it goes to SM's renewal endpoint (it names a prescription)."""
+        return domain.renewal_send(self.prescription_id)
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,7 @@ class BuiltinSecureMessaging:
                     category=message.category,
                     subject=message.subject,
                     body=message.body,
-                    prescription_id=message.prescription_id,
+                    prescription_id=message.prescription_id if message.renewal else None,
                     status=status.value,
                 )
                 session.add(row)
@@ -200,6 +213,12 @@ class BuiltinSecureMessaging:
         return None
 
 
+MESSAGES_PATH = "/messages"
+RENEWAL_PATH = "/messages/renewal"
+"""Where a renewal is sent: SM's renewal endpoint, as vets-api routes a message with a prescription id
+to ``message/renewal`` (``lib/sm/client/message_sending.rb``)."""
+
+
 class HttpSecureMessaging:
     """An SM-compatible HTTP API (see the module's docstring for its calls)."""
 
@@ -218,34 +237,42 @@ class HttpSecureMessaging:
         return recipients_from_sm(answer)
 
     async def send(self, message: OutgoingMessage) -> Receipt:
+        payload: dict[str, Any] = {
+            "veteran_id": message.veteran_id,
+            "recipient_id": message.recipient_id,
+            "category": message.category,
+            "subject": message.subject,
+            "body": message.body,
+            "draft_id": message.draft_id,
+        }
+        if message.renewal:
+            payload["prescription_id"] = message.prescription_id
         answer = await self._call(
             "POST",
-            "/messages",
+            RENEWAL_PATH if message.renewal else MESSAGES_PATH,
             headers={"Idempotency-Key": message.idempotency_key},
-            json={
-                "veteran_id": message.veteran_id,
-                "recipient_id": message.recipient_id,
-                "category": message.category,
-                "subject": message.subject,
-                "body": message.body,
-                "draft_id": message.draft_id,
-                "prescription_id": message.prescription_id,
-            },
+            json=payload,
         )
-        return Receipt(str(answer["id"]), self._status_of(answer))
+        try:
+            return Receipt(str(answer["id"]), self._status_of(answer))
+        except (KeyError, TypeError):
+            raise sm_error("SM99") from None
 
     async def status(self, message_id: str) -> DeliveryStatus:
-        return self._status_of(await self._call("GET", f"/messages/{message_id}/status"))
+        return self._status_of(await self._call("GET", f"{MESSAGES_PATH}/{message_id}/status"))
 
     async def close(self) -> None:
         await self._client.aclose()
 
     @staticmethod
     def _status_of(answer: Any) -> DeliveryStatus:
-        try:
-            return DeliveryStatus(answer["status"])
-        except (KeyError, TypeError, ValueError):
-            raise sm_error("SM99") from None
+        """The status of SM's answer, bare or under ``data`` as vets-api reads it; an answer that is
+        not an object is SM99."""
+        if isinstance(answer, dict) and isinstance(answer.get("data"), dict):
+            answer = answer["data"]
+        if not isinstance(answer, dict):
+            raise sm_error("SM99")
+        return domain.delivery_status(answer.get("status"))
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -258,15 +258,17 @@ Deps = Annotated[Messaging, Depends(messaging)]
 Metrics = Annotated[ServiceMetrics, Depends(service_metrics)]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such draft for this Veteran (SM904)."}
+    404: {"model": Problem, "description": "No such draft for this Veteran (draft_not_found)."}
 }
 REFUSED: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "What to fix: SM119, SM151, subject, body, ..."},
     503: {"model": Problem, "description": "SM is unavailable (SM901)."},
 }
 SEND_FAILED: dict[int | str, dict[str, Any]] = {
-    502: {"model": Problem, "description": "SM failed the message (SM98 for Oracle Health)."},
-    503: {"model": Problem, "description": "SM unavailable or unconfirmed (SM901, SM903)."},
+    400: {"model": Problem, "description": "Oracle Health failed the message (SM98)."},
+    502: {"model": Problem, "description": "SM failed the request (SM99)."},
+    503: {"model": Problem, "description": "SM unavailable (SM900 to SM903)."},
+    504: {"model": Problem, "description": "Oracle Health status unconfirmed (oh_send_timeout)."},
 }
 
 

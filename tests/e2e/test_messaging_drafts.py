@@ -250,7 +250,7 @@ async def test_another_veterans_draft_is_not_found(flow: Flow, method: str, path
     url = path.format(id=draft["id"], renewal_id=draft["renewal_id"])
     body = {"body": "mine now"} if method == "PUT" else None
     response = await flow.messaging.request(method, url, json=body, headers=bearer(STRANGER))
-    assert (response.status_code, response.json()["code"]) == (404, "SM904")
+    assert (response.status_code, response.json()["code"]) == (404, "draft_not_found")
     assert (await flow.messaging.request(method, url, json=body)).status_code == 401
     still = await flow.messaging.get(f"/v1/drafts/{draft['id']}", headers=bearer(VISTA_ONLY))
     assert still.json()["body"] == PREFILLED_BODY

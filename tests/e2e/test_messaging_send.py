@@ -70,7 +70,7 @@ async def sm_api(flow: Flow) -> AsyncIterator[FakeSm]:
     with FakeSm({MIXED: ALL_TRIAGE_TEAMS}) as sm:
         sm.behaviour.oh_teams = {OH_TEAM}
         upstream = HttpSecureMessaging(sm.url, timeout_seconds=2)
-        polling = PollSchedule(attempts=5, first_delay=0.05, max_delay=0.2)
+        polling = PollSchedule(interval=0.05, timeout=2.0)
         state.messaging = replace(builtin, upstream=upstream, polling=polling)
         try:
             yield sm
@@ -130,7 +130,7 @@ async def test_an_oracle_health_failure_ends_in_message_send_failed_sm98(
     draft_id = created.json()["id"]
 
     sent = await flow.messaging.post(f"/v1/drafts/{draft_id}/send", headers=bearer(MIXED))
-    assert (sent.status_code, sent.json()["code"]) == (502, "SM98")
+    assert (sent.status_code, sent.json()["code"]) == (400, "SM98")
 
     [event] = await message_events(flow, draft_id)
     assert event["event_type"] == "message.send_failed"

@@ -337,7 +337,7 @@ async def failing_oracle_health(flow: Flow) -> AsyncIterator[FakeSm]:
         sm.behaviour.oh_teams = {COLUMBUS_PRIMARY_OH}
         sm.behaviour.oh_outcome = "FAILED"
         upstream = HttpSecureMessaging(sm.url, timeout_seconds=2)
-        polling = PollSchedule(attempts=5, first_delay=0.05, max_delay=0.2)
+        polling = PollSchedule(interval=0.05, timeout=2.0)
         state.messaging = replace(builtin, upstream=upstream, polling=polling)
         try:
             yield sm
@@ -369,7 +369,7 @@ async def test_a_failed_oracle_health_send_fails_the_send_span_in_sm_and_links_t
 
     async with failing_oracle_health(flow):
         sent = await flow.messaging.post(f"/v1/drafts/{draft['id']}/send", headers=bearer(MIXED))
-    assert (sent.status_code, sent.json()["code"]) == (502, "SM98")
+    assert (sent.status_code, sent.json()["code"]) == (400, "SM98")
 
     span = await failed_span(
         flow,

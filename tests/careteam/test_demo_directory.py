@@ -19,7 +19,7 @@ MIXED = "1012667122V019349"
 NO_ASSOCIATIONS = "1013599370V295311"
 ALL_BLOCKED = "1012881470V086192"
 MIGRATING = "1012830012V438560"
-SIX_SYSTEMS = "1012853550V207686"
+SEVEN_STATIONS = "1012853550V207686"
 
 SM_FIELDS = {
     "triageTeamId",
@@ -109,20 +109,29 @@ RESOLVED = [
     ),
     (MIXED, rx("757"), False, PickerKind.AUTO, ["554"], None, None),
     (
-        SIX_SYSTEMS,
-        rx("528A8"),
+        SEVEN_STATIONS,
+        rx("528A7"),
         False,
         PickerKind.DROPDOWN,
-        ["528", "442", "554", "612", "640", "662"],
+        ["528A7", "442", "554", "528A8", "612A4", "640", "662"],
         1528701,
         "recent_team",
     ),
     (
-        SIX_SYSTEMS,
+        SEVEN_STATIONS,
+        rx("528A8"),
+        False,
+        PickerKind.DROPDOWN,
+        ["528A8", "442", "554", "528A7", "612A4", "640", "662"],
+        1528801,
+        "pharmacy",
+    ),
+    (
+        SEVEN_STATIONS,
         rx("663"),
         True,
         PickerKind.DROPDOWN,
-        ["663", "442", "554", "528", "612", "640", "662"],
+        ["663", "442", "554", "528A7", "528A8", "612A4", "640", "662"],
         3066301,
         "recent_team",
     ),
@@ -139,8 +148,9 @@ RESOLVED = [
         "mixed, Oracle Health prescription, pilot on",
         "mixed, VistA prescription, pilot off",
         "mixed, Oracle Health prescription, pilot off",
-        "six VistA care systems",
-        "six VistA care systems and Oracle Health, pilot on",
+        "seven VistA stations, a prescription at 528A7",
+        "seven VistA stations, a prescription at 528A8 (same system name, another care system)",
+        "seven VistA stations and Oracle Health, pilot on",
     ],
 )
 async def test_a_demo_veterans_renewal_resolves_as_documented(
@@ -190,7 +200,7 @@ async def test_a_demo_veteran_without_a_care_team_gets_the_documented_reason(
 async def test_the_demo_veteran_with_many_teams_has_four_recent_ones_and_a_migrating_facility() -> (
     None
 ):
-    directory = await DemoDirectory(today=lambda: TODAY).care_teams(SIX_SYSTEMS)
+    directory = await DemoDirectory(today=lambda: TODAY).care_teams(SEVEN_STATIONS)
 
     off = resolve(directory, rx("442"), False, TODAY).options
     on = resolve(directory, rx("442"), True, TODAY).options

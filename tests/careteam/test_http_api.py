@@ -20,7 +20,7 @@ VISTA_ONLY = "1012845331V153043"
 OH_ONLY = "1013062086V794840"
 OH_PILOT_VETERAN = "1012667122V019349"
 ALL_BLOCKED = "1012881470V086192"
-SIX_SYSTEMS = "1012853550V207686"
+SEVEN_STATIONS = "1012853550V207686"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ async def test_a_vista_veteran_sees_recent_teams_and_care_systems(
 
 @pytest.mark.parametrize(
     ("veteran_id", "care_system", "cohort", "kind"),
-    [(SIX_SYSTEMS, "442", "base", "dropdown"), (OH_PILOT_VETERAN, "757", "new", "radio")],
+    [(SEVEN_STATIONS, "442", "base", "dropdown"), (OH_PILOT_VETERAN, "757", "new", "radio")],
     ids=["pilot off", "pilot on"],
 )
 async def test_each_listing_counts_the_picker_kind_shown_by_cohort(
@@ -104,10 +104,10 @@ async def test_each_listing_counts_the_picker_kind_shown_by_cohort(
 
 
 async def test_a_chosen_care_system_comes_with_its_teams(client: httpx.AsyncClient) -> None:
-    body = (await care_teams(client, SIX_SYSTEMS, care_system="528A7")).json()
+    body = (await care_teams(client, SEVEN_STATIONS, care_system="528A7")).json()
 
     assert body["picker"] == "dropdown"
-    assert stations(body) == ["442", "554", "528", "612", "640", "662"]
+    assert stations(body) == ["442", "554", "528A7", "528A8", "612A4", "640", "662"]
     assert len(body["recent_teams"]) == 4
     assert body["blocked_facilities"] == [
         {
@@ -119,10 +119,29 @@ async def test_a_chosen_care_system_comes_with_its_teams(client: httpx.AsyncClie
     ]
     chosen = body["care_system"]
     assert (chosen["stationNumber"], chosen["careSystemName"]) == (
-        "528",
+        "528A7",
         "VA New York state health care",
     )
-    assert [team["stationNumber"] for team in chosen["teams"]] == ["528A8", "528A7"]
+    assert [team["triageTeamId"] for team in chosen["teams"]] == [1528701]
+
+
+async def test_a_care_system_is_chosen_by_its_station_number_as_sm_sends_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """vets-api facilities_helper.rb: station 612 is care system 612A4."""
+    body = (await care_teams(client, SEVEN_STATIONS, care_system="612")).json()
+    assert body["care_system"]["stationNumber"] == "612A4"
+    assert body["care_system"]["careSystemName"] == "VA Northern California (multiple facilities)"
+
+
+async def test_a_station_shared_by_two_care_systems_is_not_one_of_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """528A7 and 528A8 are care systems (vets-website util/helpers.js: facilities are the answer's
+    stationNumbers); 528 is neither."""
+    response = await care_teams(client, SEVEN_STATIONS, care_system="528")
+    assert response.status_code == 422
+    assert response.json()["code"] == "unknown_care_system"
 
 
 async def test_an_unknown_care_system_is_a_422_naming_the_veterans_systems(

@@ -2,7 +2,8 @@
 
 Two directories implement ``CareTeamDirectory``: the bundled demo directory (``adapters.demo``) and the SM
 patient API over HTTP (``adapters.sm_api``). Both read SM's own field names (``triageTeamId``,
-``blockedStatus``, ``ohTriageGroup``...) and return the same ``VeteranCareTeams``.
+``blockedStatus``, ``ohTriageGroup``...) in either of the two shapes SM's "all recipients" answer comes
+in, and return the same ``VeteranCareTeams``.
 """
 
 import asyncio
@@ -85,7 +86,7 @@ class TriageTeamRecord(SmRecord):
 
 class TriageTeamsMeta(SmRecord):
     associated_triage_groups: int = Field(ge=0)
-    associated_blocked_triage_groups: int = Field(default=0, ge=0)
+    associated_blocked_triage_groups: int | None = Field(default=None, ge=0)
 
 
 class AllTriageTeams(BaseModel):
@@ -96,7 +97,25 @@ class AllTriageTeams(BaseModel):
 
     @classmethod
     def from_sm(cls, body: Any) -> "AllTriageTeams":
-        """From SM's list shape: ``[{"associatedTriageGroups": ...}, {"triageTeam": [...]}]``."""
+        """From either shape of the answer, fields neither shape defines being ignored.
+
+        - MHV's list, as vets-api receives it from SM (its recorded answers in
+          ``spec/support/vcr_cassettes/sm_client/triage_teams/``):
+          ``[{"associatedTriageGroups": ...}, {"triageTeam": [...]}]``.
+        - vets-api's JSON:API answer, as VA.gov's front end receives it
+          (``/my_health/v1/messaging/allrecipients``):
+          ``{"data": [{"attributes": {...}}], "meta": {"associatedTriageGroups": ...}}``.
+
+        Raises ``pydantic.ValidationError`` when the answer is neither.
+        """
+        if isinstance(body, dict) and "data" in body:
+            data = body["data"]
+            records = (
+                [item.get("attributes") if isinstance(item, dict) else item for item in data]
+                if isinstance(data, list)
+                else data
+            )
+            return cls.model_validate({"meta": body.get("meta"), "triage_teams": records})
         parts: list[Any] = body if isinstance(body, list) else [body]
         dicts = [part for part in parts if isinstance(part, dict)]
         meta = next((part for part in dicts if "associatedTriageGroups" in part), None)
@@ -112,6 +131,7 @@ def veteran_care_teams(
     return VeteranCareTeams(
         groups=tuple(record.triage_group() for record in triage_teams.triage_teams),
         associated_triage_groups=triage_teams.meta.associated_triage_groups,
+        associated_blocked_triage_groups=triage_teams.meta.associated_blocked_triage_groups,
         migration_phases=migration_phases or {},
         sent=tuple(sent),
     )

@@ -1,8 +1,9 @@
 """The care-team directory over HTTP: an SM-compatible patient API (the "all recipients" upstream).
 
-Two calls per Veteran, made together: ``GET {base}/alltriageteams`` (SM's list shape: the counts, then the
-``triageTeam`` records) and ``GET {base}/folder/-1/message/page/1/pageSize/250`` (the Sent folder, of
-which only ``recipientId`` and ``sentDate`` are read). The Veteran's id travels in a header, never in the
+Two calls per Veteran, made together: ``GET {base}/alltriageteams`` (MHV's list shape: the counts, then
+the ``triageTeam`` records; or vets-api's JSON:API shape: ``data[].attributes`` and ``meta``) and
+``GET {base}/folder/-1/message/page/1/pageSize/250`` (the Sent folder, of which only ``recipientId``
+and ``sentDate`` are read). The Veteran's id travels in a header, never in the
 URL, so it stays out of access logs. Each call is bounded by the client's timeout.
 """
 

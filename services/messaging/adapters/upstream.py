@@ -11,7 +11,8 @@ Two implementations of ``SecureMessaging``:
 - ``HttpSecureMessaging``: an SM-compatible HTTP API, with these calls:
 
   - ``GET {base}/veterans/{veteran_id}/recipients``: SM's ``alltriageteams`` answer,
-    ``[{"associatedTriageGroups": n, ...}, {"triageTeam": [...]}]`` with SM's field names.
+    ``[{"associatedTriageGroups": n, ...}, {"triageTeam": [...]}]`` with SM's field names, or
+    vets-api's JSON:API answer ``{"data": [{"attributes": {...}}], "meta": {...}}``.
   - ``POST {base}/messages`` with ``Idempotency-Key`` and the send payload of domain.md section 4
     (``veteran_id``, ``recipient_id``, ``category``, ``subject``, ``body``, ``draft_id``); a renewal
     (a message with a prescription id) goes to ``POST {base}/messages/renewal`` with
@@ -128,23 +129,39 @@ class _TriageTeams(_SmRecord):
     triageTeam: list[TriageTeamRecord] = Field(default_factory=list)  # noqa: N815
 
 
-def recipients_from_sm(answer: Any, migrating: Collection[str] = ()) -> Recipients:
-    """Recipients from SM's ``alltriageteams`` answer (a list of parts, one holding ``triageTeam``);
-    teams at the ``migrating`` stations are blocked too."""
+def _sm_records(answer: Any) -> Any:
+    """The records of either shape of SM's answer: MHV's list (``[{counts}, {"triageTeam": [...]}]``,
+    vets-api's recorded answers) or vets-api's JSON:API answer (``{"data": [{"attributes": ...}]}``)."""
+    if isinstance(answer, dict) and "data" in answer:
+        data = answer["data"]
+        if not isinstance(data, list):
+            return data
+        return [item.get("attributes") if isinstance(item, dict) else item for item in data]
     parts = answer if isinstance(answer, list) else [answer]
-    records = [
-        record
-        for part in parts
-        if isinstance(part, dict) and "triageTeam" in part
-        for record in _TriageTeams.model_validate(part).triageTeam
-    ]
-    blocked = {r.triageTeamId for r in records if r.blocked or r.stationNumber in migrating}
-    return Recipients(
-        allowed=tuple(
-            r.care_team() for r in records if r.preferredTeam and r.triageTeamId not in blocked
-        ),
-        blocked=frozenset(blocked),
+    teams = (
+        part["triageTeam"] for part in parts if isinstance(part, dict) and "triageTeam" in part
     )
+    return next(teams, [])
+
+
+def recipients_from_sm(answer: Any, migrating: Collection[str] = ()) -> Recipients:
+    """Recipients from SM's ``alltriageteams`` answer, in either shape (fields neither defines are
+    ignored); teams at the ``migrating`` stations are blocked too.
+
+    A record is allowed when it is preferred and not blocked (vets-website ``reducers/recipients.js``);
+    a team SM lists twice, allowed once and blocked once, is allowed, as in VA.gov's allowed list.
+    """
+    records = _TriageTeams.model_validate({"triageTeam": _sm_records(answer)}).triageTeam
+    allowed = [
+        r for r in records if r.preferredTeam and not (r.blocked or r.stationNumber in migrating)
+    ]
+    allowed_ids = {r.triageTeamId for r in allowed}
+    blocked = {
+        r.triageTeamId
+        for r in records
+        if (r.blocked or r.stationNumber in migrating) and r.triageTeamId not in allowed_ids
+    }
+    return Recipients(allowed=tuple(r.care_team() for r in allowed), blocked=frozenset(blocked))
 
 
 def _migrating_stations(veteran: dict[str, Any]) -> set[str]:

@@ -129,7 +129,8 @@ class CareTeam(Record):
 
 
 class CareSystem(Record):
-    """The allowed care teams at one care system (healthCareSystemName), for the picker."""
+    """One care system for the picker: a station (SM's stationNumber, 612 read as 612A4 as vets-api
+    normalises it) and its allowed care teams. Stations sharing a system name are separate systems."""
 
     stationNumber: str
     careSystemName: str

@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 from sqlalchemy import func, select, text
 
 from schemas import topics
-from schemas.events import DraftUpdated
+from schemas.events import DraftUpdated, RenewalRequested
 from schemas.vocabulary import Category, Ehr
 from services.renewal.adapters.ledger import StepRow
 from tests.e2e.conftest import MEDICATIONS_APP, Flow
@@ -92,7 +92,8 @@ async def test_the_event_is_published_once_the_renewal_is_committed(flow: Flow) 
     assert (
         event["cohort"] == requested["cohort"] == flow.apps["renewal"].state.flags.cohort(VETERAN)
     )
-    assert event["veteran_id"] == VETERAN
+    assert "veteran_id" not in event and "prescription" not in event, "PHI travels sealed"
+    assert RenewalRequested.model_validate(event).veteran_id == VETERAN
 
 
 async def test_a_failed_transaction_saves_and_publishes_nothing(

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from schemas import topics
-from schemas.events import MessageSendFailed
+from schemas.events import MessageSendFailed, RenewalRequested
 from schemas.vocabulary import Ehr
 from tests.e2e.conftest import STALL_AFTER_SECONDS, Flow
 from tests.support import bearer, eventually
@@ -182,15 +182,14 @@ async def test_the_kafka_ingress_makes_the_same_event_as_http(flow: Flow) -> Non
     )
     ids = {"kafka": from_kafka["renewal_id"], "http": over_http.json()["renewal_id"]}
     events = {
-        source: (await records_on(flow.bootstrap, topics.RENEWAL_REQUESTED, about(renewal_id)))[0]
+        source: RenewalRequested.model_validate(
+            (await records_on(flow.bootstrap, topics.RENEWAL_REQUESTED, about(renewal_id)))[0]
+        ).model_dump(exclude={"event_id", "occurred_at", "renewal_id"})
         for source, renewal_id in ids.items()
     }
-    unique = {"event_id", "occurred_at", "renewal_id"}
     for event in events.values():
         event["prescription"].pop("prescriptionId")
-    assert {k: v for k, v in events["kafka"].items() if k not in unique} == {
-        k: v for k, v in events["http"].items() if k not in unique
-    }
+    assert events["kafka"] == events["http"]
 
     again = await flow.renewal.post("/v1/renewals", json=body, headers={"Idempotency-Key": key})
     assert (again.status_code, again.json()["renewal_id"]) == (202, ids["kafka"])

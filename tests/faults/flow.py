@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from plumbing.auth import AuthSettings, issue_service_token
 from rxsm.kafka_reads import partitions_of, read_all
 from schemas import topics
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, DraftCreated, RenewalRequested
 from tests.faults.cluster import Cluster
 from tests.faults.kafka_tools import until_caught_up
 from tests.support import bearer
@@ -245,7 +245,8 @@ class Observed:
         self.copies[str(event.get("event_id"))] += 1
         try:
             if kind == "renewal.requested":
-                prescription_id = event["prescription"]["prescriptionId"]
+                requested = RenewalRequested.model_validate(event)  # opens the sealed fields
+                prescription_id = requested.prescription.prescriptionId
                 self.renewals[prescription_id].add(event["renewal_id"])
             elif kind in (RESOLVED, UNAVAILABLE):
                 self.outcomes[event["renewal_id"]][event["event_id"]] = kind
@@ -253,7 +254,7 @@ class Observed:
                 draft_id = event["draft_id"]
                 first = draft_id not in self.owners
                 self.drafts[event["renewal_id"]].add(draft_id)
-                self.owners[draft_id] = event["veteran_id"]
+                self.owners[draft_id] = DraftCreated.model_validate(event).veteran_id
                 return draft_id if first else None
             elif kind == "message.sent":
                 self.messages[event["draft_id"]].add(event["message_id"])

@@ -379,7 +379,7 @@ class LocalKafka:
             "offsets.topic.num.partitions=1",
             "transaction.state.log.num.partitions=1",
             "num.partitions=3",
-            "auto.create.topics.enable=true",
+            "auto.create.topics.enable=false",
             "log.retention.hours=24",
             *(f"{key}={value}" for key, value in self.extra_properties.items()),
         ]

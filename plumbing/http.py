@@ -141,6 +141,8 @@ def service_app(
                 settings.kafka_bootstrap_servers,
                 settings.topic_partitions,
                 subscribed,
+                replication=settings.topic_replication,
+                min_insync_replicas=settings.topic_min_insync_replicas,
                 security=settings.kafka_security,
                 groups=sorted(str(group) for group in groups),
             )

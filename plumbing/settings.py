@@ -24,6 +24,17 @@ class ServiceSettings(BaseSettings):
         description="Export spans over OTLP/HTTP when set (e.g. http://localhost:4318).",
     )
     topic_partitions: int = Field(default=3, ge=1, description="For topics rxsm creates itself.")
+    topic_replication: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of each topic rxsm creates: 1 for a local broker, 3 in production.",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas that must have a record before acks=all answers; default "
+        "min(2, topic_replication), so one broker may fail without losing an acknowledged event.",
+    )
     log_level: str = "INFO"
     flags_file: Path = Field(
         default=DEFAULT_FLAGS_FILE, description="The flagd JSON file of per-Veteran feature flags."

@@ -37,10 +37,11 @@ async def ensure_topics(
     security: KafkaSecurity | None = None,
     groups: Iterable[str] = (),
     within: float = READY_WITHIN_SECONDS,
+    min_insync_replicas: int | None = None,
 ) -> None:
-    """Create every rxsm topic (and ``extra`` ones) not there yet; existing ones are left alone.
-    Returns once each topic has a leader for every partition and each of ``groups`` has a coordinator.
-    """
+    """Create every rxsm topic (and ``extra`` ones) not there yet, with ``topic_config``; existing
+    ones are left alone. Returns once each topic has a leader for every partition and each of
+    ``groups`` has a coordinator."""
     names = list(dict.fromkeys([*topics.ALL, *(topic_name(t) for t in extra)]))
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
@@ -51,7 +52,12 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication,
+                topic_configs=topic_config(name, replication, min_insync_replicas),
+            )
             for name in names
             if name not in existing
         ]
@@ -65,6 +71,19 @@ async def ensure_topics(
             await asyncio.sleep(POLL_SECONDS)
     finally:
         await admin.close()
+
+
+def topic_config(
+    name: str, replication: int, min_insync_replicas: int | None = None
+) -> dict[str, str]:
+    """A topic's settings: its retention (schemas.topics), and how many replicas must hold a record
+    before ``acks=all`` answers (default: min(2, replication), so one broker may fail)."""
+    insync = min_insync_replicas or min(2, replication)
+    return {
+        "retention.ms": str(topics.retention_days(name) * topics.DAY_MS),
+        "min.insync.replicas": str(min(insync, replication)),
+        "cleanup.policy": "delete",
+    }
 
 
 async def _served(admin: AIOKafkaAdminClient, names: list[str], groups: list[str]) -> bool:

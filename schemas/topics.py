@@ -40,6 +40,29 @@ TOPIC_OF_EVENT: Final = {
 """Where each event type is published."""
 
 
+DAY_MS: Final = 24 * 60 * 60 * 1000
+
+RETENTION_DAYS: Final = {
+    RENEWAL_REQUESTS: 7,
+    RENEWAL_REQUESTED: 7,
+    CARE_TEAMS: 7,
+    DRAFTS: 7,
+    MESSAGES: 7,
+    DEAD_LETTER: 30,
+}
+"""How long Kafka keeps each topic's records. Dead letters the longest: an SRE may replay one weeks
+later. A consumer can be redelivered a record for at most its topic's retention, which is the floor of
+how long a service must remember the ids it processed (its inbox)."""
+
+RETRY_RETENTION_DAYS: Final = 7
+"""Retry topics: a parked record is due within minutes; a week covers a long outage."""
+
+
+def retention_days(topic: str) -> int:
+    """How long Kafka keeps ``topic``'s records (retry topics included)."""
+    return RETENTION_DAYS.get(topic, RETRY_RETENTION_DAYS)
+
+
 def retry_topic(topic: str, consumer_group: str) -> str:
     """Where ``consumer_group`` parks a record of ``topic`` to try again later (only it reads it)."""
     return f"{topic}.retry.{consumer_group}"

@@ -1,23 +1,59 @@
 """Domain records carried inside events, named as the Medications app and SM name them (camelCase)."""
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+from email.utils import parsedate_tz
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from schemas.vocabulary import Ehr
 
 
-def _date_part(value: Any) -> Any:
-    """Upstream dates come as dates or as ISO datetimes ("2026-03-05T05:00:00.000Z"): keep the date."""
+def _utc_date(value: Any) -> Any:
+    """The day of an upstream time, in UTC, as vets-api reads a prescription's dates (UTC attributes
+    in a UTC Rails zone): an ISO datetime ("2026-03-05T05:00:00.000Z"), an RFC 2822 time as MHV
+    writes them ("Thu, 05 Mar 2026 00:00:00 EST"), or a date. Anything else is left for pydantic to
+    refuse."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).date()
+    if not isinstance(value, str) or len(value) <= 10:
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        parts = parsedate_tz(value)
+        if parts is None:
+            return value
+        zone = timezone(timedelta(seconds=parts[9] or 0))
+        moment = datetime(*parts[:6], tzinfo=zone)
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+
+
+def _written_date(value: Any) -> Any:
+    """The day as the string writes it, whatever its zone, as Ruby's ``String#to_date`` reads it
+    (how vets-api reads a refill record's expirationDate)."""
     if isinstance(value, datetime):
         return value.date()
-    if isinstance(value, str) and len(value) > 10 and value[10] in "T ":
-        return value[:10]
-    return value
+    if not isinstance(value, str) or len(value) <= 10:
+        return value
+    try:
+        return datetime.fromisoformat(value).date()
+    except ValueError:
+        parts = parsedate_tz(value)
+        return date(*parts[:3]) if parts is not None else value
 
 
-UpstreamDate = Annotated[date, BeforeValidator(_date_part)]
+UpstreamDate = Annotated[date, BeforeValidator(_utc_date)]
+WrittenDate = Annotated[date, BeforeValidator(_written_date)]
+
+
+def _blanks_to_none(data: Any) -> Any:
+    """Upstream records send '' where a value is missing (refillRemaining, a date, dispStatus): the
+    value is missing."""
+    if isinstance(data, dict):
+        return {key: None if value == "" else value for key, value in data.items()}
+    return data
+
 
 OhRequestStatus = Literal[
     "active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"
@@ -41,8 +77,46 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
 
-class Prescription(Record):
-    """A prescription as the Medications app has it (domain.md section 2)."""
+class UpstreamRecord(BaseModel):
+    """A record shaped by VA's upstream systems: fields rxsm does not read are ignored, never a reason
+    to refuse; '' is a missing value; a value of the wrong type is still an error."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _missing_values(cls, data: Any) -> Any:
+        return _blanks_to_none(data)
+
+
+class RefillRecord(UpstreamRecord):
+    """One entry of a VistA prescription's ``rxRfRecords`` (its refills), as far as rxsm reads it."""
+
+    expirationDate: WrittenDate | None = None
+
+
+def _refill_records(value: Any) -> Any:
+    """``rxRfRecords`` as vets-api lists them: a list of refill records. The raw MHV shape
+    (``[["rf_record", [records]]]``) is unwrapped as vets-api's model does (``dig(0, 1)``), and an
+    empty record ({}) is kept as ``None``, so "no refill record at all" stays visible."""
+    if value == "":
+        return None
+    if (
+        isinstance(value, list)
+        and value
+        and isinstance(value[0], list)
+        and len(value[0]) == 2
+        and isinstance(value[0][1], list)
+    ):
+        value = value[0][1]
+    if isinstance(value, list):
+        return [None if record == {} else record for record in value]
+    return value
+
+
+class Prescription(UpstreamRecord):
+    """A prescription as vets-api serves it to the Medications app (domain.md section 2): VistA
+    records from /my_health/v1, Oracle Health records from /my_health/v2."""
 
     prescriptionId: str = Field(min_length=1, max_length=64)
     prescriptionName: str | None = None
@@ -51,10 +125,10 @@ class Prescription(Record):
     refillStatus: str | None = None
     refillRemaining: int | None = Field(default=None, ge=0)
     expirationDate: UpstreamDate | None = None
-    isRefillable: bool | None = None
-    isRenewable: bool | None = None
+    isRefillable: StrictBool | None = None
+    isRenewable: StrictBool | None = None
     prescriptionSource: str | None = None
-    stationNumber: str | None = Field(default=None, pattern=r"^\d{3}[A-Z0-9]{0,3}$")
+    stationNumber: str | None = Field(default=None, min_length=1, max_length=16)
     facilityName: str | None = None
     sig: str | None = None
     reason: str | None = None
@@ -64,8 +138,17 @@ class Prescription(Record):
     sortedDispensedDate: UpstreamDate | None = None
     dispensedDate: UpstreamDate | None = None
     orderedDate: UpstreamDate | None = None
-    # Oracle Health only: read from the FHIR MedicationRequest and its dispenses. For an Oracle Health
-    # prescription ``expirationDate`` is the request's dispenseRequest.validityPeriod.end.
+    rxRfRecords: Annotated[list[RefillRecord | None] | None, BeforeValidator(_refill_records)] = (
+        Field(
+            default=None,
+            description="VistA: the refill records; VA measures the renewal window from the "
+            "first one's expirationDate when it has one.",
+        )
+    )
+    # Oracle Health, optional: the FHIR MedicationRequest and its dispenses, which vets-api's
+    # /my_health/v2 records do not carry. When given, rxsm cross-checks the upstream isRenewable with
+    # them (services/renewal/README.md). For an Oracle Health prescription ``expirationDate`` is the
+    # request's dispenseRequest.validityPeriod.end.
     medicationRequestStatus: OhRequestStatus | None = Field(
         default=None, description="Oracle Health: MedicationRequest.status."
     )
@@ -104,7 +187,10 @@ class Facility(Record):
 
 
 class RenewalRequest(Record):
-    """What the Medications app sends to ask for a renewal, over HTTP or on the ingress topic."""
+    """What the Medications app sends to ask for a renewal, over HTTP or on the ingress topic.
+
+    rxsm's own body, so an unknown field here is refused; the prescription inside is VA's record as
+    vets-api serves it, whose unknown fields are ignored."""
 
     veteranId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
     prescription: Prescription

@@ -25,6 +25,7 @@ from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.flagd import FlagdProvider
 from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import ErrorCode
 
 RENEWAL_FLOW = "mhv_secure_messaging_medications_renewal_request"
 """The Meds -> SM renewal flow. Off: the renewal service refuses and the Medications app falls back."""
@@ -32,7 +33,17 @@ RENEWAL_FLOW = "mhv_secure_messaging_medications_renewal_request"
 OH_PILOT = "mhv_secure_messaging_cerner_pilot"
 """The new (Oracle Health) message flow: OH care teams are offered."""
 
-FLAGS = (RENEWAL_FLOW, OH_PILOT)
+RENEWAL_FLOW_VISTA = "rxsm_renewal_flow_vista"
+RENEWAL_FLOW_ORACLE_HEALTH = "rxsm_renewal_flow_oracle_health"
+"""Which EHRs the renewal flow is open for, one flag each (rxsm's own names). Off for a Veteran: the
+renewal service refuses that EHR's prescriptions with ``renewal_flow_off_for_ehr``. VA's front end
+offers the renewal link for Oracle Health prescriptions only; rxsm opens both by default."""
+
+OPEN_UNLESS_LISTED = frozenset({RENEWAL_FLOW_VISTA, RENEWAL_FLOW_ORACLE_HEALTH})
+"""Flags that are on for everyone when the flag file does not list them (an older file), so adding
+them closes nothing. Listed, they follow the file like any flag (DISABLED is off)."""
+
+FLAGS = (RENEWAL_FLOW, OH_PILOT, RENEWAL_FLOW_VISTA, RENEWAL_FLOW_ORACLE_HEALTH)
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "flags.json"
 
 
@@ -134,9 +145,12 @@ class FeatureFlags:
         self._client: OpenFeatureClient = api.get_client(self._domain)
 
     def is_on(self, flag: str, veteran_id: str) -> bool:
-        return self._client.get_boolean_value(
+        details = self._client.get_boolean_details(
             flag, False, EvaluationContext(targeting_key=veteran_id)
         )
+        if details.error_code is ErrorCode.FLAG_NOT_FOUND:
+            return flag in OPEN_UNLESS_LISTED
+        return details.value
 
     def cohort(self, veteran_id: str) -> str:
         """``new`` when the Veteran is in the new SM flow (the OH pilot), else ``base``."""

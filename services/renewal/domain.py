@@ -42,8 +42,9 @@ RENEWAL_WINDOW = timedelta(days=120)
 
 
 class Refusal(StrEnum):
-    """Why a renewal request is refused: the machine-readable ``code`` of the answer. Every code but
-    ``renewal_flow_off`` says why the prescription can't be renewed."""
+    """Why a renewal request is refused: the machine-readable ``code`` of the answer. The flow codes
+    (``renewal_flow_off``, ``renewal_flow_off_for_ehr``) say the flow is closed; every other code
+    says why the prescription can't be renewed online."""
 
     REFILLABLE = "refillable"
     EXPIRED_OVER_120_DAYS = "expired_over_120_days"
@@ -58,20 +59,22 @@ class Refusal(StrEnum):
     PARKED_NOT_FILLED = "parked_not_filled"
     NEVER_DISPENSED = "never_dispensed"
     NO_EXPIRATION_DATE = "no_expiration_date"
-    EXPIRATION_DATE_MISMATCH = "expiration_date_mismatch"
     NOT_RENEWABLE = "not_renewable"
-    MISSING_STATUS = "missing_status"
-    MISSING_REFILLS_REMAINING = "missing_refills_remaining"
-    MISSING_CATEGORY = "missing_category"
-    MISSING_DISPENSE_COUNT = "missing_dispense_count"
+    RENEWABILITY_UNKNOWN = "renewability_unknown"
+    """Oracle Health: the record has no ``isRenewable``, so VA's front end would not offer the
+    renewal link."""
     RENEWAL_FLOW_OFF = "renewal_flow_off"
     """The renewal flow's feature flag is off for this Veteran: the Medications app shows its
     fallback."""
+    RENEWAL_FLOW_OFF_FOR_EHR = "renewal_flow_off_for_ehr"
+    """The renewal flow is not open for the prescription's EHR (its per-EHR flag is off)."""
 
     @property
     def message(self) -> str:
         return REFUSAL_MESSAGES[self]
 
+
+CONTACT = "Send your care team a message or call your pharmacy to renew it."
 
 REFUSAL_MESSAGES = {
     Refusal.REFILLABLE: (
@@ -111,31 +114,17 @@ REFUSAL_MESSAGES = {
         "This prescription has no expiration date, so we can't tell whether it is within the "
         "120-day renewal window. Contact your pharmacy."
     ),
-    Refusal.EXPIRATION_DATE_MISMATCH: (
-        "This prescription is marked expired but its expiration date is in the future. "
-        "Contact your pharmacy to correct it."
-    ),
-    Refusal.NOT_RENEWABLE: (
-        "This prescription can't be renewed online. Send your care team a message or call your "
-        "pharmacy."
-    ),
-    Refusal.MISSING_STATUS: (
-        "Send the prescription's status (dispStatus for VistA, medicationRequestStatus for Oracle "
-        "Health): renewal can't be decided without it."
-    ),
-    Refusal.MISSING_REFILLS_REMAINING: (
-        "Send the prescription's refillRemaining (for Oracle Health, numberOfRepeatsAllowed and "
-        "completedDispenseCount): renewal can't be decided without it."
-    ),
-    Refusal.MISSING_CATEGORY: (
-        "Send the Oracle Health prescription's medicationCategory: renewal can't be decided without it."
-    ),
-    Refusal.MISSING_DISPENSE_COUNT: (
-        "Send the Oracle Health prescription's dispenseCount: renewal can't be decided without it."
+    Refusal.NOT_RENEWABLE: f"This prescription can't be renewed online. {CONTACT}",
+    Refusal.RENEWABILITY_UNKNOWN: (
+        f"We can't tell whether this prescription can be renewed online. {CONTACT}"
     ),
     Refusal.RENEWAL_FLOW_OFF: (
         "Renewal requests can't be sent online for you right now. Call your pharmacy or send your "
         "care team a message to renew this prescription."
+    ),
+    Refusal.RENEWAL_FLOW_OFF_FOR_EHR: (
+        "Renewal requests can't be sent online yet for prescriptions from this facility. Call your "
+        "pharmacy or send your care team a message to renew this prescription."
     ),
 }
 
@@ -144,8 +133,10 @@ REFUSAL_MESSAGES = {
 class Eligibility:
     """The verdict on one prescription: renewable, or the refusal and what to do instead.
 
-    ``upstream_disagrees`` (VistA only): the upstream ``isRenewable`` flag said the opposite of the
-    verdict, worth a look by the Medications team.
+    ``upstream_disagrees``: the record's own ``isRenewable`` and rxsm's check of the same record
+    disagree (VistA: VA's rule against the upstream flag; Oracle Health: the FHIR-level cross-check,
+    where the record has those fields, against ``isRenewable``). Never changes the verdict; worth a
+    look by the Medications team.
     """
 
     ehr: Ehr
@@ -164,89 +155,140 @@ def ehr_of(prescription: Prescription, facilities: list[Facility]) -> Ehr:
 
 
 def check_renewal(request: RenewalRequest, today: date) -> Eligibility:
-    """Whether the requested prescription may be renewed today, by the rules of its EHR."""
+    """Whether the requested prescription may be renewed today (in UTC, as vets-api's clock reads
+    it), by the rules of its EHR."""
     ehr = ehr_of(request.prescription, request.facilities)
     if ehr is Ehr.ORACLE_HEALTH:
-        return Eligibility(ehr, oracle_health_refusal(request.prescription, today))
+        return oracle_health_eligibility(request.prescription, today)
     return vista_eligibility(request.prescription, today)
 
 
-def expired(expires: date, today: date) -> bool:
-    """The expiration date is the last day the prescription is valid."""
-    return expires < today
-
-
-def beyond_window(expires: date, today: date) -> bool:
-    return expires < today - RENEWAL_WINDOW
+def within_window(expires: date, today: date) -> bool:
+    """No more than 120 days ago (or in the future): vets-api's ``date >= Time.zone.today - 120``."""
+    return expires >= today - RENEWAL_WINDOW
 
 
 NEVER_RENEWABLE = {
-    "Discontinued": Refusal.DISCONTINUED,
-    "Transferred": Refusal.TRANSFERRED,
-    "Active: Non-VA": Refusal.NON_VA,
-    "Active: On Hold": Refusal.ON_HOLD,
-    "Unknown": Refusal.UNKNOWN_STATUS,
+    "discontinued": Refusal.DISCONTINUED,
+    "transferred": Refusal.TRANSFERRED,
+    "active: non-va": Refusal.NON_VA,
+    "non-va": Refusal.NON_VA,
+    "active: on hold": Refusal.ON_HOLD,
+    "hold": Refusal.ON_HOLD,
+    "unknown": Refusal.UNKNOWN_STATUS,
 }
-"""``dispStatus`` values never renewable, whatever the EHR."""
+"""``dispStatus`` values (lower-cased: the Oracle Health adapter writes "Active: On hold") that are
+never renewable, with the refusal that explains them."""
 
-ACTIVE, PARKED, EXPIRED = "Active", "Active: Parked", "Expired"
-IN_PROCESS = frozenset({"Active: Refill in Process", "Active: Submitted"})
+IN_PROCESS = frozenset({"active: refill in process", "active: submitted", "in progress"})
 NON_VA_SOURCE = "NV"
 
 
+def _status(rx: Prescription) -> str | None:
+    return rx.dispStatus.lower() if rx.dispStatus is not None else None
+
+
 def vista_eligibility(rx: Prescription, today: date) -> Eligibility:
-    """VistA: renewable only when the older backend rule and the upstream ``isRenewable`` agree.
+    """VistA: VA's rule (``vista_renewable``) decides; the upstream ``isRenewable`` is only compared
+    with it. A non-VA prescription is refused whatever the rule says (vets-api drops those records
+    from the list, so VA never offers the link for them)."""
+    renewable = vista_renewable(rx, today) and rx.prescriptionSource != NON_VA_SOURCE
+    refusal = None if renewable else vista_refusal(rx, today)
+    disagrees = rx.isRenewable is not None and rx.isRenewable != renewable
+    return Eligibility(Ehr.VISTA, refusal, upstream_disagrees=disagrees)
 
-    The older rule decides every refusal it can name (a discontinued or refillable prescription is
-    refused even if the flag says renewable). When the rule passes but the flag says no, the upstream
-    system knows something the record doesn't show: refused as ``not_renewable``. Without the flag the
-    rule decides alone. Either disagreement is reported in ``upstream_disagrees``.
+
+def vista_expiration(rx: Prescription) -> date | None:
+    """The date VA measures the window from: the first refill record's expirationDate, else the
+    prescription's."""
+    first = rx.rxRfRecords[0] if rx.rxRfRecords else None
+    if first is not None and first.expirationDate is not None:
+        return first.expirationDate
+    return rx.expirationDate
+
+
+def vista_renewable(rx: Prescription, today: date) -> bool:
+    """vets-api ``MyHealth::PrescriptionHelper::Filtering#renewable``, field by field.
+
+    isRefillable must be literally false (missing is not false). refillRemaining missing counts as
+    0 (Ruby's ``nil.to_i``). Then: Active (any case) with 0 refills left; or Active: Parked (any
+    case) with 0 refills left and at least one refill record; or exactly "Expired", an expiration
+    date no more than 120 days ago (or in the future: VA does not check), not refillable. An Active
+    prescription is not checked against its expiration date.
     """
-    refusal = vista_rule(rx, today)
-    if refusal is not None:
-        return Eligibility(Ehr.VISTA, refusal, upstream_disagrees=rx.isRenewable is True)
-    if rx.isRenewable is False:
-        return Eligibility(Ehr.VISTA, Refusal.NOT_RENEWABLE, upstream_disagrees=True)
-    return Eligibility(Ehr.VISTA)
+    not_refillable = rx.isRefillable is False
+    status = _status(rx)
+    if (rx.refillRemaining or 0) == 0 and not_refillable:
+        if status == "active":
+            return True
+        if status == "active: parked" and any(r is not None for r in rx.rxRfRecords or []):
+            return True
+    expires = vista_expiration(rx)
+    return (
+        rx.dispStatus == "Expired"
+        and expires is not None
+        and within_window(expires, today)
+        and not_refillable
+    )
 
 
-def vista_rule(rx: Prescription, today: date) -> Refusal | None:
-    """The older backend rule: not refillable, and either Active (or Parked with fill history) with 0
-    refills left, or Expired within the last 120 days.
-
-    An Active prescription past its expiration date counts as expired: refills left no longer make it
-    refillable, and it is renewable within the window.
-    """
-    status = rx.dispStatus
+def vista_refusal(rx: Prescription, today: date) -> Refusal:
+    """Why VA's rule refuses a VistA prescription, in words a Veteran can act on."""
+    status = _status(rx)
     if rx.prescriptionSource == NON_VA_SOURCE:
         return Refusal.NON_VA
-    if status is None:
-        return Refusal.MISSING_STATUS
     if status in NEVER_RENEWABLE:
         return NEVER_RENEWABLE[status]
     if status in IN_PROCESS:
         return Refusal.REFILL_IN_PROCESS
-    if status not in (ACTIVE, PARKED, EXPIRED):
+    if status is None:
         return Refusal.UNKNOWN_STATUS
-    expires = rx.expirationDate
-    if status == EXPIRED and expires is None:
+    expires = vista_expiration(rx)
+    if rx.dispStatus == "Expired" and expires is None:
         return Refusal.NO_EXPIRATION_DATE
-    if status == EXPIRED and expires is not None and not expired(expires, today):
-        return Refusal.EXPIRATION_DATE_MISMATCH
-    if expires is not None and beyond_window(expires, today):
+    if rx.dispStatus == "Expired" and expires is not None and not within_window(expires, today):
         return Refusal.EXPIRED_OVER_120_DAYS
-    if rx.isRefillable:
+    if rx.isRefillable is True:
         return Refusal.REFILLABLE
-    if status == PARKED and rx.sortedDispensedDate is None and rx.dispensedDate is None:
+    if status == "active: parked" and not any(r is not None for r in rx.rxRfRecords or []):
         return Refusal.PARKED_NOT_FILLED
-    if status == EXPIRED or (expires is not None and expired(expires, today)):
-        return None
-    if rx.refillRemaining is None:
-        return Refusal.MISSING_REFILLS_REMAINING
-    return Refusal.REFILLABLE if rx.refillRemaining > 0 else None
+    return Refusal.NOT_RENEWABLE
 
 
-OH_RENEWABLE_CATEGORIES = frozenset({"va_prescription", "clinic_administered"})
+def oracle_health_eligibility(rx: Prescription, today: date) -> Eligibility:
+    """Oracle Health: the upstream ``isRenewable`` is the answer, as VA's front end shows the link
+    for an Oracle Health prescription when it is true. Missing, the link is not shown:
+    ``renewability_unknown``. A non-VA prescription is refused even if marked renewable (VA's
+    front end hides the link for non-VA sources too).
+
+    Where the record carries the FHIR-level fields, rxsm's gates (``oracle_health_gates``) are run
+    as a cross-check: a disagreement is reported, never acted on; when both refuse, the gate's
+    reason explains the refusal.
+    """
+    gate = oracle_health_gates(rx, today) if has_fhir_fields(rx) else None
+    disagrees = (
+        gate is not None
+        and rx.isRenewable is not None
+        and (gate == RENEWABLE_BY_GATES) != rx.isRenewable
+    )
+    if rx.prescriptionSource == NON_VA_SOURCE:
+        return Eligibility(Ehr.ORACLE_HEALTH, Refusal.NON_VA, upstream_disagrees=disagrees)
+    if rx.isRenewable is None:
+        return Eligibility(Ehr.ORACLE_HEALTH, Refusal.RENEWABILITY_UNKNOWN)
+    if rx.isRenewable:
+        return Eligibility(Ehr.ORACLE_HEALTH, upstream_disagrees=disagrees)
+    refusal = (
+        gate
+        if isinstance(gate, Refusal)
+        else NEVER_RENEWABLE.get(_status(rx) or "")
+        or (Refusal.REFILLABLE if rx.isRefillable else Refusal.NOT_RENEWABLE)
+    )
+    return Eligibility(Ehr.ORACLE_HEALTH, refusal, upstream_disagrees=disagrees)
+
+
+RENEWABLE_BY_GATES: Literal["renewable"] = "renewable"
+"""What ``oracle_health_gates`` answers when every gate passes."""
+
 OH_STATUS_REFUSALS = {
     "completed": Refusal.COMPLETED,
     "on-hold": Refusal.ON_HOLD,
@@ -254,53 +296,62 @@ OH_STATUS_REFUSALS = {
     "cancelled": Refusal.DISCONTINUED,
     "entered-in-error": Refusal.DISCONTINUED,
 }
+OH_NON_VA_CATEGORY = "documented_non_va"
+
+
+def has_fhir_fields(rx: Prescription) -> bool:
+    """The record carries what the Oracle Health gates need: the request's status, its category,
+    and the dispense and repeat counts."""
+    return None not in (
+        rx.medicationRequestStatus,
+        rx.medicationCategory,
+        rx.dispenseCount,
+        rx.completedDispenseCount,
+        rx.numberOfRepeatsAllowed,
+    )
 
 
 def oh_refills_remaining(rx: Prescription) -> int | None:
-    """numberOfRepeatsAllowed - max(completed dispenses - 1, 0), floored at 0: the first fill is not a
-    refill. Falls back to ``refillRemaining`` when the FHIR counts are absent."""
+    """vets-api ``extract_refill_remaining``: numberOfRepeatsAllowed - max(completed dispenses - 1,
+    0), floored at 0 (the first fill is not a refill); 0 for anything but a VA prescription. None
+    without the counts."""
     if rx.numberOfRepeatsAllowed is None or rx.completedDispenseCount is None:
-        return rx.refillRemaining
+        return None
+    if rx.medicationCategory != "va_prescription":
+        return 0
     return max(rx.numberOfRepeatsAllowed - max(rx.completedDispenseCount - 1, 0), 0)
 
 
-def oracle_health_refusal(rx: Prescription, today: date) -> Refusal | None:
-    """Oracle Health gates, all of which must hold; the upstream ``isRenewable`` is not consulted.
+def oracle_health_gates(rx: Prescription, today: date) -> Refusal | Literal["renewable"]:
+    """vets-api ``OracleHealthRenewabilityHelper#renewable?`` on the FHIR-level fields, gate by gate
+    (call only when ``has_fhir_fields``): the first gate that fails, or ``"renewable"``.
 
-    Active; a VA or clinic-administered prescription; dispensed at least once; a validity-period end
-    (``expirationDate``) no more than 120 days ago (future ends pass); expired or no refills left; no
-    refill request or dispense in progress. "completed" is never renewable.
+    1 status active; 2 a VA prescription (``non_va_med?``: clinic-administered, documented non-VA,
+    inpatient, charges and uncategorized fail); 3 at least one dispense; 4 a validity-period end
+    (``expirationDate``); 5 that end no more than 120 days ago; 6 expired or no refills left; 7 no
+    refill requested online and no dispense in progress or in preparation. VA measures gates 5 and
+    6 to the second; rxsm's expirationDate is a day, so rxsm measures in days: it can differ from
+    VA only on the boundary day, and only in the cross-check.
     """
-    if rx.prescriptionSource == NON_VA_SOURCE or rx.medicationCategory == "documented_non_va":
-        return Refusal.NON_VA
-    if rx.dispStatus in NEVER_RENEWABLE:
-        return NEVER_RENEWABLE[rx.dispStatus]
-    if rx.medicationRequestStatus is None:
-        return Refusal.MISSING_STATUS
-    if rx.medicationRequestStatus != "active":
-        return OH_STATUS_REFUSALS.get(rx.medicationRequestStatus, Refusal.UNKNOWN_STATUS)
-    if rx.medicationCategory is None:
-        return Refusal.MISSING_CATEGORY
-    if rx.medicationCategory not in OH_RENEWABLE_CATEGORIES:
+    status = rx.medicationRequestStatus
+    if status != "active":
+        return OH_STATUS_REFUSALS.get(status or "", Refusal.UNKNOWN_STATUS)
+    if rx.medicationCategory != "va_prescription":
+        if rx.medicationCategory == OH_NON_VA_CATEGORY:
+            return Refusal.NON_VA
         return Refusal.NOT_VA_PRESCRIPTION
-    if rx.dispenseCount is None:
-        return Refusal.MISSING_DISPENSE_COUNT
-    if rx.dispenseCount == 0:
+    if not rx.dispenseCount:
         return Refusal.NEVER_DISPENSED
     expires = rx.expirationDate
     if expires is None:
         return Refusal.NO_EXPIRATION_DATE
-    if beyond_window(expires, today):
+    if not within_window(expires, today):
         return Refusal.EXPIRED_OVER_120_DAYS
-    if not expired(expires, today):
-        remaining = oh_refills_remaining(rx)
-        if remaining is None:
-            return Refusal.MISSING_REFILLS_REMAINING
-        if remaining > 0:
-            return Refusal.REFILLABLE
+    if expires >= today and oh_refills_remaining(rx):
+        return Refusal.REFILLABLE
     if rx.refillRequested or rx.dispenseInProgress:
         return Refusal.REFILL_IN_PROCESS
-    return None
+    return RENEWABLE_BY_GATES
 
 
 class Step(StrEnum):

@@ -2,7 +2,7 @@
 events that feed the journey ledger, the ledger's readers over HTTP, and the stall sweep."""
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -39,6 +39,9 @@ IDENTITY = ServiceIdentity("renewal", Tool.MEDS)
 IDEMPOTENCY_KEY = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 log = get_logger(IDENTITY)
+
+FLOW_CLOSED = frozenset({Refusal.RENEWAL_FLOW_OFF, Refusal.RENEWAL_FLOW_OFF_FOR_EHR})
+"""Refusals of the rollout flags rather than of the prescription."""
 
 LEDGER_TOPICS = (
     topics.RENEWAL_REQUESTED,
@@ -85,6 +88,20 @@ def _report_accepted(accepted: handlers.Accepted, source: Source) -> None:
         cohort=str(accepted.cohort),
         duplicate=accepted.duplicate,
     )
+    if accepted.upstream_disagrees:
+        _report_disagreement(accepted.renewal_id, accepted.ehr, None)
+
+
+def _report_disagreement(renewal_id: UUID, ehr: Ehr, refusal: Refusal | None) -> None:
+    """The record's isRenewable and rxsm's check of it disagree (ids, EHR and verdict only)."""
+    log.warning(
+        "isRenewable disagrees with the renewal rule",
+        step="renewal.request",
+        renewal_id=str(renewal_id),
+        ehr=str(ehr),
+        verdict="renewable" if refusal is None else "refused",
+        code=refusal.value if refusal is not None else None,
+    )
 
 
 def _report_refused(
@@ -92,9 +109,9 @@ def _report_refused(
 ) -> None:
     """Fail the request's span in meds, log the refusal (ids and code only), and count a new one."""
     annotate("renewal.request", renewal_id=refused.renewal_id, ehr=refused.ehr)
-    flow_off = refused.refusal is Refusal.RENEWAL_FLOW_OFF
+    flow_closed = refused.refusal in FLOW_CLOSED
     record_failure(
-        Refusal.RENEWAL_FLOW_OFF.value if flow_off else "not_renewable",
+        refused.refusal.value if flow_closed else "not_renewable",
         Tool.MEDS,
         code=refused.refusal.value,
     )
@@ -117,12 +134,7 @@ def _report_refused(
         duplicate=refused.duplicate,
     )
     if refused.upstream_disagrees:
-        log.warning(
-            "isRenewable disagrees with the renewal rule",
-            step="renewal.request",
-            renewal_id=str(refused.renewal_id),
-            code=refused.refusal.value,
-        )
+        _report_disagreement(refused.renewal_id, refused.ehr, refused.refusal)
 
 
 async def on_renewal_request(
@@ -152,7 +164,7 @@ async def on_renewal_request(
             source="kafka",
             idempotency_key=key,
             trace_id=current_trace_id(),
-            today=date.today(),
+            today=datetime.now(UTC).date(),
         )
     except handlers.NotRenewable as refused:
         _report_refused(refused, "kafka", metrics)
@@ -387,8 +399,9 @@ def _problem(status: int, code: str, message: str, renewal_id: UUID | None = Non
     return JSONResponse(status_code=status, content=problem.model_dump(mode="json"))
 
 
-REFUSAL_STATUS = {Refusal.RENEWAL_FLOW_OFF: 403}
-"""The HTTP status of a refusal: 403 when the renewal flow is off for the Veteran, else 422."""
+REFUSAL_STATUS = {refusal: 403 for refusal in FLOW_CLOSED}
+"""The HTTP status of a refusal: 403 when the renewal flow is off for the Veteran or closed for the
+prescription's EHR, else 422."""
 
 
 @http.post(
@@ -400,7 +413,8 @@ REFUSAL_STATUS = {Refusal.RENEWAL_FLOW_OFF: 403}
         403: {
             "model": RenewalProblem,
             "description": "``renewal_flow_off``: the renewal flow is off for this Veteran (the "
-            "Medications app shows its fallback); or a service token of another caller.",
+            "Medications app shows its fallback); ``renewal_flow_off_for_ehr``: it is not open "
+            "for the prescription's EHR; or a service token of another caller.",
         },
         422: {"model": RenewalProblem, "description": "Not renewable (code says why), or invalid."},
     },
@@ -435,7 +449,7 @@ async def post_renewal(
             source="http",
             idempotency_key=idempotency_key,
             trace_id=current_trace_id(),
-            today=date.today(),
+            today=datetime.now(UTC).date(),
         )
     except handlers.NotRenewable as refused:
         _report_refused(refused, "http", metrics)

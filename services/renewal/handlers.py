@@ -7,9 +7,9 @@ ledger reads it back from Kafka like every other step, so a renewal whose event 
 ``accepted`` (and stalls on meds). A request repeated with the same Idempotency-Key, or for a
 prescription whose renewal is still open, finds the committed renewal and stages nothing.
 
-The renewal flow's feature flag (and the Veteran's rollout cohort) is evaluated once, when a request
-makes a new renewal: a renewal accepted while the flag was on finishes if it is turned off, and a
-repeat of its request answers it.
+The renewal flow's feature flag, the flag of the prescription's EHR (and the Veteran's rollout
+cohort) are evaluated once, when a request makes a new renewal: a renewal accepted while the flags
+were on finishes if one is turned off, and a repeat of its request answers it.
 
 Recording a step records the event's id in the inbox in the same transaction, so a redelivered event
 has no second effect.
@@ -24,7 +24,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from plumbing.flags import RENEWAL_FLOW
+from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
 from plumbing.outbox import mark_processed, processed, stage
 from schemas.events import RenewalRequested
 from schemas.records import RenewalRequest
@@ -36,6 +36,9 @@ from services.renewal.domain import Eligibility, Refusal, Status, Step, StepReco
 
 Sessions = async_sessionmaker[AsyncSession]
 Source = Literal["http", "kafka"]
+
+RENEWAL_FLOW_FOR = {Ehr.VISTA: RENEWAL_FLOW_VISTA, Ehr.ORACLE_HEALTH: RENEWAL_FLOW_ORACLE_HEALTH}
+"""The flag that opens the renewal flow for an EHR's prescriptions."""
 
 LEDGER_GROUP = "rxsm-renewal-ledger"
 """The consumer group the journey ledger reads its topics in, and the name of its inbox."""
@@ -53,7 +56,7 @@ class NotRenewable(Exception):
     """The request is refused; the refusal is recorded under ``renewal_id``.
 
     ``duplicate``: a repeat of a refused request (same Idempotency-Key), refused before.
-    ``upstream_disagrees``: VistA's ``isRenewable`` said the opposite of the renewal rule.
+    ``upstream_disagrees``: the record's ``isRenewable`` and rxsm's check of it disagree.
     """
 
     def __init__(
@@ -87,6 +90,8 @@ class Accepted:
     status: Status
     """Where the renewal is: ``accepted`` for a new one, maybe further on for a repeat."""
     duplicate: bool
+    upstream_disagrees: bool = False
+    """A new renewal whose record's ``isRenewable`` and rxsm's check of it disagree."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,22 @@ class Intake:
     eligibility: Eligibility
     flow_on: bool
     cohort: Cohort
+    ehr_open: bool = True
 
     @property
     def refusal(self) -> Refusal | None:
-        """The renewal flow being off for the Veteran refuses whatever the prescription."""
-        return self.eligibility.refusal if self.flow_on else Refusal.RENEWAL_FLOW_OFF
+        """The renewal flow being off for the Veteran, or closed for the prescription's EHR, refuses
+        whatever the prescription."""
+        if not self.flow_on:
+            return Refusal.RENEWAL_FLOW_OFF
+        if not self.ehr_open:
+            return Refusal.RENEWAL_FLOW_OFF_FOR_EHR
+        return self.eligibility.refusal
+
+    @property
+    def upstream_disagrees(self) -> bool:
+        """Reported only for a request the flags let through to the eligibility rules."""
+        return self.flow_on and self.ehr_open and self.eligibility.upstream_disagrees
 
 
 def _now() -> datetime:
@@ -130,12 +146,15 @@ async def request_renewal(
             Ehr(row.ehr),
             Cohort(row.cohort),
             duplicate=intake is None,
-            upstream_disagrees=intake is not None
-            and intake.flow_on
-            and intake.eligibility.upstream_disagrees,
+            upstream_disagrees=intake is not None and intake.upstream_disagrees,
         )
     return Accepted(
-        UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), Status(row.status), duplicate=intake is None
+        UUID(row.id),
+        Ehr(row.ehr),
+        Cohort(row.cohort),
+        Status(row.status),
+        duplicate=intake is None,
+        upstream_disagrees=intake is not None and intake.upstream_disagrees,
     )
 
 
@@ -158,6 +177,7 @@ async def _find_or_add(
                 verdict,
                 flags.is_on(RENEWAL_FLOW, request.veteranId),
                 Cohort(flags.cohort(request.veteranId)),
+                flags.is_on(RENEWAL_FLOW_FOR[verdict.ehr], request.veteranId),
             )
             row = _new_renewal(request, intake, source, idempotency_key, trace_id)
             session.add(row)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.flags import DEFAULT_FILE, OH_PILOT, RENEWAL_FLOW, FeatureFlags, FlagFile, Rollout
+from plumbing.flags import (
+    DEFAULT_FILE,
+    OH_PILOT,
+    RENEWAL_FLOW,
+    RENEWAL_FLOW_ORACLE_HEALTH,
+    RENEWAL_FLOW_VISTA,
+    FeatureFlags,
+    FlagFile,
+    Rollout,
+)
 
 VETERANS = [f"10{n:08d}V{n:06d}" for n in range(2000)]
 
@@ -41,7 +50,7 @@ def in_cohort(flags: FeatureFlags) -> set[str]:
 
 def test_the_shipped_file_has_every_flag_in_the_expected_shape() -> None:
     rollouts = FlagFile(DEFAULT_FILE).read()
-    assert set(rollouts) == {RENEWAL_FLOW, OH_PILOT}
+    assert set(rollouts) == {RENEWAL_FLOW, OH_PILOT, RENEWAL_FLOW_VISTA, RENEWAL_FLOW_ORACLE_HEALTH}
     for name, rollout in rollouts.items():
         assert Rollout.from_flagd(rollout.to_flagd()) == rollout, name
 
@@ -95,3 +104,29 @@ def test_an_unknown_flag_or_percentage_is_refused(flag_file: FlagFile) -> None:
         flag_file.change("mhv_typo", by="test", percentage=5)
     with pytest.raises(ValueError, match="between 0 and 100"):
         flag_file.change(OH_PILOT, by="test", percentage=120)
+
+
+def test_the_per_ehr_renewal_flags_ship_open_and_close_like_any_flag(
+    flag_file: FlagFile, flags: FeatureFlags
+) -> None:
+    ehr_flags = (RENEWAL_FLOW_VISTA, RENEWAL_FLOW_ORACLE_HEALTH)
+    assert all(flags.is_on(flag, VETERANS[0]) for flag in ehr_flags)
+    flag_file.change(RENEWAL_FLOW_VISTA, by="test", killed=True)
+    until(lambda: not flags.is_on(RENEWAL_FLOW_VISTA, VETERANS[0]))
+    assert flags.is_on(RENEWAL_FLOW_ORACLE_HEALTH, VETERANS[0])
+
+
+def test_a_file_without_the_per_ehr_flags_leaves_both_ehrs_open(tmp_path: Path) -> None:
+    """An older flag file (no per-EHR flags) closes nothing; other unlisted flags stay off."""
+    document = json.loads(DEFAULT_FILE.read_text())
+    for flag in (RENEWAL_FLOW_VISTA, RENEWAL_FLOW_ORACLE_HEALTH, OH_PILOT):
+        del document["flags"][flag]
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(document))
+    flags = FeatureFlags(path, poll_ms=100)
+    try:
+        assert flags.is_on(RENEWAL_FLOW_VISTA, VETERANS[0])
+        assert flags.is_on(RENEWAL_FLOW_ORACLE_HEALTH, VETERANS[0])
+        assert not flags.is_on(OH_PILOT, VETERANS[0])
+    finally:
+        flags.close()

@@ -3,7 +3,7 @@ test reads the staged events and hands them back to the ledger itself."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from plumbing.database import create_tables, make_engine, session_factory
-from plumbing.flags import RENEWAL_FLOW
+from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
 from plumbing.outbox import OutboxBase, OutboxRow, ProcessedEventRow
 from schemas import topics
 from schemas.events import (
@@ -42,8 +42,15 @@ class Flags:
     renewal_flow: bool = True
     veterans_cohort: Cohort = Cohort.NEW
     evaluations: int = 0
+    open_ehrs: set[str] = field(default_factory=lambda: {"vista", "oracle_health"})
+    asked: list[str] = field(default_factory=list)
 
     def is_on(self, flag: str, veteran_id: str) -> bool:
+        self.asked.append(flag)
+        if flag == RENEWAL_FLOW_VISTA:
+            return "vista" in self.open_ehrs
+        if flag == RENEWAL_FLOW_ORACLE_HEALTH:
+            return "oracle_health" in self.open_ehrs
         assert flag == RENEWAL_FLOW
         self.evaluations += 1
         return self.renewal_flow
@@ -309,6 +316,99 @@ async def test_the_flag_is_evaluated_once_when_the_renewal_is_accepted(sessions:
         await request(sessions, renewal_request("another"), flags=flags)
     assert refused.value.refusal is Refusal.RENEWAL_FLOW_OFF
     assert [e.renewal_id for e in await staged(sessions)] == [accepted.renewal_id]
+
+
+def oracle_health_request(prescription_id: str = "15214213790", **changes: Any) -> RenewalRequest:
+    """An Oracle Health prescription VA marks renewable (vets-api's /my_health/v2 record)."""
+    return RenewalRequest.model_validate(
+        {
+            "veteranId": VETERAN,
+            "prescription": {
+                "prescriptionId": prescription_id,
+                "dispStatus": "Active",
+                "refillRemaining": 0,
+                "isRefillable": False,
+                "isRenewable": True,
+                "prescriptionSource": "VA",
+                "stationNumber": "668",
+                **changes,
+            },
+            "facilities": [{"stationNumber": "668", "ehr": "oracle_health"}],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("open_ehrs", "body", "refusal"),
+    [
+        ({"oracle_health"}, renewal_request(), Refusal.RENEWAL_FLOW_OFF_FOR_EHR),
+        ({"oracle_health"}, oracle_health_request(), None),
+        ({"vista"}, oracle_health_request(), Refusal.RENEWAL_FLOW_OFF_FOR_EHR),
+        ({"vista"}, renewal_request(), None),
+        (set(), renewal_request(dispStatus="Discontinued"), Refusal.RENEWAL_FLOW_OFF_FOR_EHR),
+    ],
+    ids=[
+        "VistA closed",
+        "Oracle Health open",
+        "Oracle Health closed",
+        "VistA open",
+        "closed, whatever the prescription",
+    ],
+)
+async def test_the_flow_opens_only_for_the_ehrs_whose_flag_is_on(
+    sessions: Sessions, open_ehrs: set[str], body: RenewalRequest, refusal: Refusal | None
+) -> None:
+    flags = Flags(open_ehrs=open_ehrs)
+    if refusal is None:
+        accepted = await request(sessions, body, "key-ehr", flags=flags)
+        assert [e.renewal_id for e in await staged(sessions)] == [accepted.renewal_id]
+        return
+    with pytest.raises(handlers.NotRenewable) as refused:
+        await request(sessions, body, "key-ehr", flags=flags)
+    assert refused.value.refusal is refusal
+    assert not refused.value.upstream_disagrees
+    assert await staged(sessions) == []
+    found = await handlers.journey_for_key(sessions, "key-ehr")
+    assert found is not None and found.state.failure is not None
+    assert found.state.failure.error_code == "renewal_flow_off_for_ehr"
+
+
+async def test_the_renewal_flow_off_outranks_a_closed_ehr(sessions: Sessions) -> None:
+    flags = Flags(renewal_flow=False, open_ehrs=set())
+    with pytest.raises(handlers.NotRenewable) as refused:
+        await request(sessions, renewal_request(), flags=flags)
+    assert refused.value.refusal is Refusal.RENEWAL_FLOW_OFF
+
+
+async def test_each_ehr_asks_its_own_flag(sessions: Sessions) -> None:
+    vista, oracle_health = Flags(), Flags()
+    await request(sessions, renewal_request("1"), flags=vista)
+    await request(sessions, oracle_health_request("2"), flags=oracle_health)
+    assert RENEWAL_FLOW_VISTA in vista.asked and RENEWAL_FLOW_ORACLE_HEALTH not in vista.asked
+    assert RENEWAL_FLOW_ORACLE_HEALTH in oracle_health.asked
+    assert RENEWAL_FLOW_VISTA not in oracle_health.asked
+
+
+async def test_a_disagreeing_upstream_flag_is_reported_on_an_accepted_renewal(
+    sessions: Sessions,
+) -> None:
+    """VistA: VA's rule (Active, 0 refills, isRefillable false) decides, isRenewable false is only
+    reported; Oracle Health: isRenewable decides, the FHIR-level gates (here: refills left, not
+    expired) are only reported."""
+    vista = await request(sessions, renewal_request("1", isRenewable=False))
+    fhir = {
+        "medicationRequestStatus": "active",
+        "medicationCategory": "va_prescription",
+        "dispenseCount": 1,
+        "completedDispenseCount": 1,
+        "numberOfRepeatsAllowed": 3,
+        "expirationDate": (TODAY + timedelta(days=30)).isoformat(),
+    }
+    oracle_health = await request(sessions, oracle_health_request("2", **fhir))
+    agreeing = await request(sessions, renewal_request("3"))
+    assert (vista.upstream_disagrees, oracle_health.upstream_disagrees) == (True, True)
+    assert not agreeing.upstream_disagrees
+    assert len(await staged(sessions)) == 3
 
 
 def resolved(renewal_id: UUID) -> CareTeamsResolved:

@@ -15,7 +15,6 @@ from schemas.vocabulary import Category, Ehr
 
 RENEWAL_SUBJECT = "Renewal Needed"
 SUBJECT_MAX_LENGTH = 50
-NOT_FILLED_YET = "Not filled yet"
 
 RENEWAL_LABELS = (
     "Medication name, strength, and form",
@@ -28,62 +27,105 @@ RENEWAL_LABELS = (
     "Last filled on",
     "Quantity",
 )
+"""The nine lines of the prefilled renewal message, in VA's order (vets-website
+``src/applications/mhv-secure-messaging/util/helpers.js``, ``buildRxRenewalMessageBody``)."""
+
+RENEWAL_FALLBACKS = (
+    "",
+    "Prescription number not available",
+    "Instructions not available",
+    "Provider name not available",
+    "Number of refills left not available",
+    "Date not available",
+    "Reason for use not available",
+    "Not filled yet",
+    "Quantity not available",
+)
+"""What VA's builder writes on each line (same order as the labels) when the prescription has no
+value for it: the medication's name has no fallback, the line ends with ``": "``."""
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def long_date(value: date) -> str:
-    """``March 5, 2026``: how SM writes dates in the renewal message."""
-    return f"{value:%B} {value.day}, {value.year}"
+    """``March 5, 2026``: moment's ``MMMM D, YYYY`` as VA's ``dateFormat`` writes it (English month,
+    day unpadded), whatever the process's locale."""
+    return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}"
 
 
-def _one_line(value: str | None) -> str | None:
-    """The value on one line (the body keeps one line per label), or None when it is blank."""
-    text = " ".join(value.split()) if value else ""
-    return text or None
+def _provider(rx: Prescription) -> str:
+    """VA's ``[providerFirstName, providerLastName].filter(Boolean).join(' ')``: the names that are
+    there, as they come."""
+    return " ".join(name for name in (rx.providerFirstName, rx.providerLastName) if name)
 
 
-def _provider(rx: Prescription) -> str | None:
-    return _one_line(" ".join(name for name in (rx.providerFirstName, rx.providerLastName) if name))
+def _count(value: int | None) -> str | None:
+    """The number of refills left: 0 is written ``0``; only a missing value takes the fallback."""
+    return None if value is None else str(value)
 
 
 def _date(value: date | None) -> str | None:
     return long_date(value) if value else None
 
 
-def _values(rx: Prescription) -> tuple[str | None, ...]:
-    """The prescription's value for each label, None where it has none."""
-    return (
-        _one_line(rx.prescriptionName),
-        _one_line(rx.prescriptionNumber),
-        _one_line(rx.sig),
+def _values(rx: Prescription | None) -> tuple[str, ...]:
+    """What VA's builder writes after each label for a prescription it has: the value as it comes
+    (not trimmed, not joined onto one line), or the line's fallback where the value is missing or
+    empty (JavaScript's ``value || fallback``). The last filled date is ``sortedDispensedDate`` only."""
+    if rx is None:
+        return RENEWAL_FALLBACKS
+    found = (
+        rx.prescriptionName,
+        rx.prescriptionNumber,
+        rx.sig,
         _provider(rx),
-        None if rx.refillRemaining is None else str(rx.refillRemaining),
+        _count(rx.refillRemaining),
         _date(rx.expirationDate),
-        _one_line(rx.reason),
-        _date(rx.sortedDispensedDate or rx.dispensedDate),
-        _one_line(rx.quantity),
+        rx.reason,
+        _date(rx.sortedDispensedDate),
+        rx.quantity,
+    )
+    return tuple(
+        value or fallback for value, fallback in zip(found, RENEWAL_FALLBACKS, strict=True)
     )
 
 
-FALLBACKS = {"Last filled on": NOT_FILLED_YET}
-"""What a line says when the loaded prescription has no value for it (the others stay bare)."""
-
-
 def prescription_loaded(prescription: Prescription | None) -> bool:
-    """Whether SM has the prescription's data: more than its id (otherwise the prefill is labels only)."""
-    return prescription is not None and any(_values(prescription))
+    """Whether SM has the prescription's data: something besides its id. SM with nothing but the id
+    is where VA's SM stands when loading the prescription failed (its ``rxError``)."""
+    if prescription is None:
+        return False
+    fields = prescription.model_dump(exclude={"prescriptionId"}, exclude_none=True)
+    return bool(fields)
 
 
-def renewal_body(prescription: Prescription | None) -> str:
-    """The nine-line prefilled renewal message: ``Label: value``, a bare ``Label:`` where the value is
-    missing (``Last filled on: Not filled yet`` for a prescription never filled); labels only when
-    the prescription could not be loaded."""
-    if prescription is None or not prescription_loaded(prescription):
-        return "\n".join(f"{label}:" for label in RENEWAL_LABELS)
-    lines = []
-    for label, value in zip(RENEWAL_LABELS, _values(prescription), strict=True):
-        shown = value or FALLBACKS.get(label)
-        lines.append(f"{label}: {shown}" if shown else f"{label}:")
-    return "\n".join(lines)
+def renewal_body(prescription: Prescription | None, rx_error: bool | None = None) -> str:
+    """The prefilled renewal message, byte for byte as VA's ``buildRxRenewalMessageBody(rx, rxError)``
+    writes it: nine ``Label: value`` lines joined by a newline, each value with its fallback.
+
+    ``rx_error`` is VA's ``rxError``, the prescription could not be loaded: every line is its label
+    and ``": "``, nothing after it. Left out, it is decided as the service decides it:
+    ``not prescription_loaded(prescription)``. A missing prescription with ``rx_error=False`` gets
+    every fallback, as in VA."""
+    if rx_error is None:
+        rx_error = not prescription_loaded(prescription)
+    values = ("",) * len(RENEWAL_LABELS) if rx_error else _values(prescription)
+    return "\n".join(
+        f"{label}: {value}" for label, value in zip(RENEWAL_LABELS, values, strict=True)
+    )
 
 
 ErrorKind = Literal["sm_refused", "sm_failed", "request_refused"]

@@ -1,37 +1,30 @@
-"""``rxsm``: the command line of the renewal flow (run a service; look into the flow as an SRE)."""
+"""``rxsm``: the command line of the renewal flow (run a service; look into the flow as an SRE).
+
+Each command imports what it needs (Kafka clients, HTTP, the services' models) when it runs, so
+``rxsm --help`` and ``rxsm --version`` answer at once.
+"""
 
 import asyncio
-import base64
+import functools
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from plumbing.flags import DEFAULT_FILE, FLAGS, FlagFile
-from plumbing.identity import ServiceIdentity
-from plumbing.logs import configure_logging, get_logger
-from plumbing.settings import ServiceSettings
-from rxsm import deadletters
-from rxsm import report as post_launch
-from rxsm.journeys import (
-    MOST_LISTED,
-    Journey,
-    LedgerClient,
-    LedgerSettings,
-    LedgerUnavailable,
-    group_failures,
-)
-from rxsm.kafka_reads import consumer_lag
-from rxsm.serve import serve
-from schemas.vocabulary import Tool
+if TYPE_CHECKING:
+    from plumbing.flags import FlagFile
+    from plumbing.identity import ServiceIdentity
+    from rxsm.journeys import Journey, LedgerClient
+    from rxsm.report import Report
 
 app = typer.Typer(
     help="rxsm: medication renewal requests to Secure Messaging.", no_args_is_help=True
@@ -43,8 +36,21 @@ app.add_typer(flags_app, name="flags")
 PIPED_WIDTH = 1_000
 console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 """Piped (to grep, a file, a ticket), tables keep full names and ids rather than folding at 80 columns."""
-CLI = ServiceIdentity("cli", Tool.SM)
-log = get_logger(CLI)
+
+
+def table(*headers: str) -> Table:
+    """A table whose cells fold onto more lines on a narrow terminal: names and ids are never cut."""
+    found = Table()
+    for header in headers:
+        found.add_column(header, overflow="fold")
+    return found
+
+
+def default_bootstrap() -> str:
+    from plumbing.settings import ServiceSettings
+
+    return ServiceSettings().kafka_bootstrap_servers
+
 
 Bootstrap = Annotated[
     str,
@@ -52,7 +58,7 @@ Bootstrap = Annotated[
         "--bootstrap",
         envvar="KAFKA_BOOTSTRAP_SERVERS",
         help="Kafka bootstrap servers.",
-        default_factory=lambda: ServiceSettings().kafka_bootstrap_servers,
+        default_factory=default_bootstrap,
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -62,10 +68,53 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def print_version(asked: bool) -> None:
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"rxsm {version('rxsm')}")
+    except PackageNotFoundError:
+        typer.echo("rxsm (not installed: run it with `uv run rxsm`)")
+    raise typer.Exit()
+
+
 @app.callback()
-def rxsm() -> None:
+def rxsm(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Medication renewal requests from the Medications tool to Secure Messaging."""
-    configure_logging(CLI, "WARNING", stream=sys.stderr)
+
+
+def cli_identity() -> "ServiceIdentity":
+    from plumbing.identity import ServiceIdentity
+    from schemas.vocabulary import Tool
+
+    return ServiceIdentity("cli", Tool.SM)
+
+
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
+
+
+def logged(command: Callable[Params, Returned]) -> Callable[Params, Returned]:
+    """Run ``command`` with the CLI's logging (JSON on stderr, warnings and worse) set up: once the
+    command line is parsed, so ``--help`` does not pay for it."""
+
+    @functools.wraps(command)
+    def run(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
+        from plumbing.logs import configure_logging
+
+        configure_logging(cli_identity(), "WARNING", stream=sys.stderr)
+        return command(*args, **kwargs)
+
+    return run
 
 
 class Service(StrEnum):
@@ -75,12 +124,16 @@ class Service(StrEnum):
 
 
 @app.command(name="serve")
+@logged
 def serve_command(service: Service) -> None:
     """Run one service (HTTP API and Kafka consumers) in the foreground."""
+    from rxsm.serve import serve
+
     serve(service.value)
 
 
 @app.command()
+@logged
 def asyncapi(
     out: Annotated[Path, typer.Option(help="Where to write one JSON document per service.")] = Path(
         "docs/asyncapi"
@@ -94,30 +147,58 @@ def asyncapi(
 
 
 @app.command()
-def topics(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
-    """Lag per consumer group, topic and partition."""
-    lags = asyncio.run(consumer_lag(bootstrap))
+@logged
+def topics(
+    bootstrap: Bootstrap,
+    group: Annotated[
+        str, typer.Option("--group", help="Only the groups whose name starts with this.")
+    ] = "",
+    as_json: AsJson = False,
+) -> None:
+    """Every consumer group: state, members, and per partition the committed offset, end and lag.
+
+    Groups that have committed nothing yet are listed too: committed "-", lag counted from the start.
+    """
+    from rxsm.kafka_reads import consumer_groups
+
+    groups = asyncio.run(consumer_groups(bootstrap, group))
     if as_json:
-        print_json([{**vars(lag), "lag": lag.lag} for lag in lags])
-        return
-    table = Table("consumer group", "topic", "partition", "committed", "end", "lag")
-    for lag in lags:
-        style = "bold red" if lag.lag else ""
-        table.add_row(
-            lag.group,
-            lag.topic,
-            str(lag.partition),
-            str(lag.committed),
-            str(lag.end),
-            str(lag.lag),
-            style=style,
+        unread = {"topic": None, "partition": None, "committed": None, "end": None, "lag": None}
+        print_json(
+            [
+                {"group": found.group, "state": found.state, "members": found.members, **read}
+                for found in groups
+                for read in [{**vars(p), "lag": p.lag} for p in found.partitions] or [unread]
+            ]
         )
-    console.print(table)
+        return
+    shown = table(
+        "consumer group", "state", "members", "topic", "partition", "committed", "end", "lag"
+    )
+    for found in groups:
+        described = (found.group, found.state, str(found.members))
+        if not found.partitions:
+            shown.add_row(*described, "-", "-", "-", "-", "-")
+        for partition in found.partitions:
+            shown.add_row(
+                *described,
+                partition.topic,
+                str(partition.partition),
+                "-" if partition.committed is None else str(partition.committed),
+                str(partition.end),
+                str(partition.lag),
+                style="bold red" if partition.lag else "",
+            )
+    console.print(shown)
+    console.print(f"{len(groups)} consumer group(s)")
 
 
 @dlq.command(name="list")
+@logged
 def dlq_list(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
     """Every dead letter: when, which service (and tool) refused it, from where, and why."""
+    from rxsm import deadletters
+
     letters, replays = asyncio.run(deadletters.dead_letters_and_replays(bootstrap))
     if as_json:
         print_json(
@@ -130,12 +211,12 @@ def dlq_list(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
             ]
         )
         return
-    table = Table(
+    shown = table(
         "id", "when (UTC)", "tool", "service", "from", "error", "reason", "tries", "replayed"
     )
     for letter in letters:
         replayed = replays.get(letter.event_id, [])
-        table.add_row(
+        shown.add_row(
             str(letter.event_id),
             f"{letter.occurred_at:%Y-%m-%d %H:%M:%S}",
             str(letter.tool),
@@ -147,11 +228,12 @@ def dlq_list(bootstrap: Bootstrap, as_json: AsJson = False) -> None:
             str(letter.attempts),
             f"{max(replayed):%Y-%m-%d %H:%M:%S}" if replayed else "",
         )
-    console.print(table)
+    console.print(shown)
     console.print(f"{len(letters)} dead letter(s)")
 
 
 @dlq.command(name="show")
+@logged
 def dlq_show(
     letter_id: str,
     bootstrap: Bootstrap,
@@ -160,6 +242,10 @@ def dlq_show(
     ] = False,
 ) -> None:
     """One dead letter in full."""
+    import base64
+
+    from rxsm import deadletters
+
     letter = asyncio.run(deadletters.find(bootstrap, letter_id))
     if letter is None:
         raise typer.BadParameter(f"no dead letter with id {letter_id}", param_hint="LETTER_ID")
@@ -170,6 +256,7 @@ def dlq_show(
 
 
 @dlq.command(name="replay")
+@logged
 def dlq_replay(
     bootstrap: Bootstrap,
     letter_ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids.")] = None,
@@ -177,6 +264,8 @@ def dlq_replay(
     service: Annotated[str | None, typer.Option(help="Only letters this service refused.")] = None,
 ) -> None:
     """Put dead letters back on the retry topic of the consumer group that refused them."""
+    from rxsm import deadletters
+
     letters = asyncio.run(deadletters.dead_letters(bootstrap))
     if not all_letters:
         if not letter_ids:
@@ -197,22 +286,35 @@ def dlq_replay(
 
 
 FlagsFile = Annotated[
-    Path, typer.Option("--file", envvar="RXSM_FLAGS_FILE", help="The flagd JSON file.")
+    Path | None,
+    typer.Option(
+        "--file",
+        envvar="RXSM_FLAGS_FILE",
+        help="The flagd JSON file.",
+        show_default="config/flags.json",
+    ),
 ]
 
 
+def flag_file(file: Path | None) -> "FlagFile":
+    from plumbing.flags import DEFAULT_FILE, FlagFile
+
+    return FlagFile(file or DEFAULT_FILE)
+
+
 @flags_app.callback(invoke_without_command=True)
-def flags_show(ctx: typer.Context, file: FlagsFile = DEFAULT_FILE, as_json: AsJson = False) -> None:
+@logged
+def flags_show(ctx: typer.Context, file: FlagsFile = None, as_json: AsJson = False) -> None:
     """The current rollout of every flag."""
     if ctx.invoked_subcommand is not None:
         return
-    rollouts = FlagFile(file).read()
+    rollouts = flag_file(file).read()
     if as_json:
         print_json({name: vars(rollout) for name, rollout in rollouts.items()})
         return
-    table = Table("flag", "state", "percentage", "allow-list", "changed by", "at")
+    shown = table("flag", "state", "percentage", "allow-list", "changed by", "at")
     for name, rollout in rollouts.items():
-        table.add_row(
+        shown.add_row(
             name,
             "[bold red]KILLED[/]" if rollout.killed else "on",
             f"{rollout.percentage}%",
@@ -220,13 +322,14 @@ def flags_show(ctx: typer.Context, file: FlagsFile = DEFAULT_FILE, as_json: AsJs
             rollout.updated_by or "",
             rollout.updated_at or "",
         )
-    console.print(table)
+    console.print(shown)
 
 
 @flags_app.command(name="set")
+@logged
 def flags_set(
-    flag: Annotated[str, typer.Argument(help=f"One of: {', '.join(FLAGS)}")],
-    file: FlagsFile = DEFAULT_FILE,
+    flag: Annotated[str, typer.Argument(help="The flag's name (`rxsm flags` lists them).")],
+    file: FlagsFile = None,
     percentage: Annotated[int | None, typer.Option(min=0, max=100)] = None,
     allow: Annotated[
         list[str] | None, typer.Option(help="Add a Veteran to the allow-list.")
@@ -236,8 +339,10 @@ def flags_set(
     by: Annotated[str, typer.Option(envvar="USER", help="Who is changing it.")] = "unknown",
 ) -> None:
     """Change a flag's rollout; running services pick it up within seconds."""
-    flag_file = FlagFile(file)
-    current = flag_file.read().get(flag)
+    from plumbing.logs import get_logger
+
+    flags = flag_file(file)
+    current = flags.read().get(flag)
     changes: dict[str, Any] = {}
     if percentage is not None:
         changes["percentage"] = percentage
@@ -248,10 +353,10 @@ def flags_set(
         listed.update(dict.fromkeys(allow or ()))
         changes["allow"] = tuple(v for v in listed if v not in set(disallow or ()))
     try:
-        before, after = flag_file.change(flag, by=by, **changes)
+        before, after = flags.change(flag, by=by, **changes)
     except (KeyError, ValueError) as error:
         raise typer.BadParameter(str(error).strip("'")) from None
-    log.warning(
+    get_logger(cli_identity()).warning(
         "feature flag changed",
         flag=flag,
         by=by,
@@ -269,13 +374,19 @@ def flags_set(
     )
 
 
+def default_renewal_url() -> str:
+    from rxsm.journeys import LedgerSettings
+
+    return LedgerSettings().renewal_url
+
+
 RenewalUrl = Annotated[
     str,
     typer.Option(
         "--renewal-url",
         envvar="RXSM_RENEWAL_URL",
         help="The renewal service, which keeps the journey ledger.",
-        default_factory=lambda: LedgerSettings().renewal_url,
+        default_factory=default_renewal_url,
     ),
 ]
 DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -307,7 +418,9 @@ LastMonth = Annotated[
 ]
 
 
-def ledger(renewal_url: str) -> LedgerClient:
+def ledger(renewal_url: str) -> "LedgerClient":
+    from rxsm.journeys import LedgerClient
+
     return LedgerClient(renewal_url)
 
 
@@ -324,17 +437,17 @@ def _after(span: timedelta) -> str:
     return f"+{seconds / 3600:.1f}h"
 
 
-def print_journey(journey: Journey) -> None:
+def print_journey(journey: "Journey") -> None:
     state = "open" if journey.open else "closed"
     console.print(
         f"[bold]Renewal {journey.renewal_id}[/]: [bold]{journey.status}[/] ({state}), "
         f"EHR {journey.ehr}, cohort {journey.cohort or 'unknown'}, "
         f"requested {_when(journey.requested_at)} UTC over {journey.source}"
     )
-    table = Table("step", "tool", "at (UTC)", "after", "error", "detail")
+    shown = table("step", "tool", "at (UTC)", "after", "error", "detail")
     for step in journey.steps:
         failed = step.error_code is not None or step.step == "dead_lettered"
-        table.add_row(
+        shown.add_row(
             step.step,
             step.tool,
             _when(step.at),
@@ -343,7 +456,7 @@ def print_journey(journey: Journey) -> None:
             step.detail or "",
             style="bold red" if failed else "",
         )
-    console.print(table)
+    console.print(shown)
     if journey.failure is not None:
         failure = journey.failure
         console.print(
@@ -361,8 +474,11 @@ def print_journey(journey: Journey) -> None:
 
 
 @app.command(name="journey")
+@logged
 def journey_command(renewal_id: UUID, renewal_url: RenewalUrl, as_json: AsJson = False) -> None:
     """Where a renewal is: its steps, times and owning tools, the failure or stall, the trace id."""
+    from rxsm.journeys import LedgerUnavailable
+
     try:
         with ledger(renewal_url) as client:
             found = client.journey(renewal_id)
@@ -377,10 +493,13 @@ def journey_command(renewal_id: UUID, renewal_url: RenewalUrl, as_json: AsJson =
 
 
 @app.command()
+@logged
 def failures(
     renewal_url: RenewalUrl, since: LastHour = timedelta(hours=1), as_json: AsJson = False
 ) -> None:
     """Renewals that failed or stalled, grouped by owning tool, step and error."""
+    from rxsm.journeys import MOST_LISTED, LedgerUnavailable, group_failures
+
     try:
         with ledger(renewal_url) as client:
             found = client.failures(datetime.now(UTC) - since)
@@ -401,18 +520,18 @@ def failures(
             ]
         )
         return
-    table = Table("tool", "step", "error", "renewals", "for example")
+    shown = table("tool", "step", "error", "renewals", "for example")
     for group in groups:
         examples = ", ".join(str(renewal_id) for renewal_id in group.renewal_ids[:2])
         more = group.count - 2
-        table.add_row(
+        shown.add_row(
             group.tool,
             group.step,
             group.error,
             str(group.count),
             examples + (f" (+{more} more)" if more > 0 else ""),
         )
-    console.print(table)
+    console.print(shown)
     console.print(
         f"{len(found)} failed or stalled renewal(s) since {_when(datetime.now(UTC) - since)} UTC"
     )
@@ -424,7 +543,7 @@ def _share(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.1%}"
 
 
-def print_report(found: post_launch.Report) -> None:
+def print_report(found: "Report") -> None:
     console.print(
         f"[bold]From {_when(found.since)} to {_when(found.until)} UTC[/]: "
         f"{found.renewals_requested} renewal(s) requested"
@@ -434,30 +553,30 @@ def print_report(found: post_launch.Report) -> None:
         f"Messages sent: {sent.total} by {sent.veterans} Veteran(s), "
         f"{'-' if sent.per_veteran is None else f'{sent.per_veteran:.2f}'} per Veteran"
     )
-    table = Table("messages sent by", "value", "messages")
+    shown = table("messages sent by", "value", "messages")
     for platform, count in sorted(sent.by_platform.items()):
-        table.add_row("platform", platform, str(count))
+        shown.add_row("platform", platform, str(count))
     for ehr, count in sorted(sent.by_ehr.items()):
-        table.add_row("EHR", ehr, str(count))
-    console.print(table)
+        shown.add_row("EHR", ehr, str(count))
+    console.print(shown)
     chosen = found.team_selection
-    table = Table("care team chosen from", "messages", "share")
+    shown = table("care team chosen from", "messages", "share")
     for kind, count in chosen.counts.items():
-        table.add_row(kind, str(count), _share(chosen.shares.get(kind)))
-    console.print(table)
+        shown.add_row(kind, str(count), _share(chosen.shares.get(kind)))
+    console.print(shown)
     sends = found.sends
     console.print(
         f"Sends: {sends.attempts} attempt(s), {sends.failed} failed "
         f"({_share(sends.failure_rate)})"
         + "".join(f", {code} x{count}" for code, count in sorted(sends.by_error_code.items()))
     )
-    table = Table("failed step", "tool", "error", "count", "share of failures")
+    shown = table("failed step", "tool", "error", "count", "share of failures")
     for failure in found.failures:
-        table.add_row(
+        shown.add_row(
             failure.step, failure.tool, failure.error, str(failure.count), _share(failure.share)
         )
-    console.print(table)
-    table = Table(
+    console.print(shown)
+    shown = table(
         "cohort",
         "renewals",
         "no care team",
@@ -469,7 +588,7 @@ def print_report(found: post_launch.Report) -> None:
     )
     for cohort, summary in found.cohorts.items():
         shares = summary.team_selection.shares
-        table.add_row(
+        shown.add_row(
             cohort,
             str(summary.renewals_requested),
             f"{summary.care_team_unavailable} ({_share(summary.unavailable_rate)})",
@@ -479,14 +598,17 @@ def print_report(found: post_launch.Report) -> None:
             _share(shares.get("care_system_picker")),
             _share(shares.get("suggested")),
         )
-    console.print(table)
+    console.print(shown)
 
 
 @app.command()
+@logged
 def report(
     bootstrap: Bootstrap, since: LastMonth = timedelta(days=30), as_json: AsJson = False
 ) -> None:
     """The release plan's post-launch questions, answered from the events on Kafka."""
+    from rxsm import report as post_launch
+
     until = datetime.now(UTC)
     events = asyncio.run(post_launch.read_events(bootstrap))
     found = post_launch.summarize(events, until - since, until)

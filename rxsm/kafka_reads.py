@@ -1,15 +1,23 @@
-"""Reading Kafka for the SRE commands: a topic from start to end, and consumer lag."""
+"""Reading Kafka for the SRE commands: a topic from start to end, consumer groups and their lag."""
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+from aiokafka.errors import for_code
+from aiokafka.protocol.admin import DescribeGroupsRequest_v1, DescribeGroupsRequest_v2
+from aiokafka.protocol.api import Request
 
+from plumbing.deadletter import RETRY_GROUP_SUFFIX
 from plumbing.settings import ServiceSettings
+from schemas.topics import retry_topic
 
 
 def security() -> dict[str, Any]:
@@ -79,17 +87,15 @@ class Lag:
 
 
 async def consumer_lag(bootstrap: str, group_prefix: str = "rxsm-") -> list[Lag]:
-    """Committed offset, end offset and lag of every partition each rxsm consumer group reads."""
+    """Committed offset, end offset and lag of every partition each rxsm consumer group has committed."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli", **security())
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=f"rxsm-cli-{uuid4()}", **security()
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **security())
     await admin.start()
     await consumer.start()
     try:
         groups = sorted(
             group_id
-            for group_id, _ in await admin.list_consumer_groups()
+            for group_id, *_ in await admin.list_consumer_groups()
             if str(group_id).startswith(group_prefix)
         )
         lags: list[Lag] = []
@@ -101,6 +107,165 @@ async def consumer_lag(bootstrap: str, group_prefix: str = "rxsm-") -> list[Lag]
                 for tp, meta in sorted(offsets.items())
             )
         return lags
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class GroupPartition:
+    """One partition a consumer group reads (or will read), and how far behind it is."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    """None: the group has committed no offset here yet."""
+    end: int
+    start: int = 0
+    """The partition's first offset: where a group with nothing committed begins (rxsm's consumers
+    reset to the earliest offset)."""
+
+    @property
+    def lag(self) -> int:
+        return max(self.end - (self.start if self.committed is None else self.committed), 0)
+
+
+@dataclass(frozen=True)
+class ConsumerGroup:
+    """A consumer group as the broker describes it, with every partition it reads."""
+
+    group: str
+    state: str
+    members: int
+    partitions: list[GroupPartition] = field(default_factory=list)
+
+    @property
+    def lag(self) -> int:
+        return sum(partition.lag for partition in self.partitions)
+
+
+class _DescribeGroups(Request[DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]):  # type: ignore[misc]
+    """DescribeGroups at v1/v2 only: aiokafka 0.14 decodes the v3 answer (which Kafka 4 sends) with the
+    v2 schema, without its ``authorized_operations`` field, and fails on every group."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self._groups = groups
+
+    def build(
+        self, request_struct_class: type[DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]
+    ) -> DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2:
+        return request_struct_class(self._groups)
+
+
+@dataclass(frozen=True)
+class _Described:
+    state: str
+    members: int
+    assigned: frozenset[TopicPartition]
+    subscribed: frozenset[str]
+
+
+async def _describe(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, _Described]:
+    """Each group's state, members, the partitions assigned to them and the topics they subscribe."""
+    by_coordinator: dict[int, list[str]] = {}
+    for group in groups:
+        by_coordinator.setdefault(await admin.find_coordinator(group), []).append(group)
+    described: dict[str, _Described] = {}
+    for node, names in by_coordinator.items():
+        # aiokafka's admin client has no public way to send a request of one's own.
+        response = await admin._send_request(_DescribeGroups(names), node)
+        for error, group, state, protocol_type, _, members in response.groups:
+            if error:
+                described[group] = _Described(for_code(error).__name__, 0, frozenset(), frozenset())
+                continue
+            assigned: set[TopicPartition] = set()
+            subscribed: set[str] = set()
+            if protocol_type == "consumer":  # other protocols (Connect...) carry other metadata
+                for *_, metadata, assignment in members:
+                    if metadata:
+                        subscription = ConsumerProtocolMemberMetadata.decode(metadata).subscription
+                        subscribed.update(subscription)
+                    if assignment:
+                        decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+                        assigned.update(decoded.partitions())
+            described[group] = _Described(
+                state, len(members), frozenset(assigned), frozenset(subscribed)
+            )
+    return described
+
+
+def retry_topics_of(group: str, topics: Iterable[str]) -> set[str]:
+    """The retry topics a retry group (``<group>.retry``) reads, by their names (schemas.topics)."""
+    if not group.endswith(RETRY_GROUP_SUFFIX):
+        return set()
+    suffix = retry_topic("", group.removesuffix(RETRY_GROUP_SUFFIX))
+    return {topic for topic in topics if topic.endswith(suffix) and len(topic) > len(suffix)}
+
+
+async def consumer_groups(bootstrap: str, group_prefix: str = "") -> list[ConsumerGroup]:
+    """Every consumer group on the broker whose name starts with ``group_prefix``: its state, members
+    and each partition it reads, committed or not.
+
+    A group's partitions are those it has committed an offset for, those assigned to its members, every
+    partition of the topics they subscribe to, and, for an rxsm retry group, its retry topics (a retry
+    group commits nothing until a record is retried, and may have no member while its service is down).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="rxsm-cli", **security())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **security())
+    await admin.start()
+    await consumer.start()
+    try:
+        names = sorted(
+            str(group)
+            for group, *_ in await admin.list_consumer_groups()
+            if str(group).startswith(group_prefix)
+        )
+        if not names:
+            return []
+        described = await _describe(admin, names)
+        on_broker = [topic for topic in await admin.list_topics() if not topic.startswith("__")]
+        committed = {name: await admin.list_consumer_group_offsets(name) for name in names}
+        read: dict[str, set[str]] = {
+            name: set(described[name].subscribed) | retry_topics_of(name, on_broker)
+            for name in names
+        }
+        wanted = sorted({topic for topics in read.values() for topic in topics})
+        partitions_of_topic: dict[str, list[TopicPartition]] = {}
+        for described_topic in await admin.describe_topics(wanted) if wanted else []:
+            if not described_topic["error_code"]:
+                topic = described_topic["topic"]
+                partitions_of_topic[topic] = [
+                    TopicPartition(topic, p["partition"]) for p in described_topic["partitions"]
+                ]
+        reads: dict[str, set[TopicPartition]] = {
+            name: set(committed[name])
+            | described[name].assigned
+            | {tp for topic in read[name] for tp in partitions_of_topic.get(topic, [])}
+            for name in names
+        }
+        every = sorted({tp for tps in reads.values() for tp in tps})
+        ends = await consumer.end_offsets(every) if every else {}
+        starts = await consumer.beginning_offsets(every) if every else {}
+        return [
+            ConsumerGroup(
+                group=name,
+                state=described[name].state,
+                members=described[name].members,
+                partitions=[
+                    GroupPartition(
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        committed=committed[name][tp].offset if tp in committed[name] else None,
+                        end=ends.get(tp, 0),
+                        start=starts.get(tp, 0),
+                    )
+                    for tp in sorted(reads[name])
+                ],
+            )
+            for name in names
+        ]
     finally:
         await consumer.stop()
         await admin.close()

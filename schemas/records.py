@@ -114,13 +114,29 @@ def _refill_records(value: Any) -> Any:
     return value
 
 
+def _as_javascript_writes_it(value: Any) -> Any:
+    """A number where text is expected (``quantity: 30.0``), as VA's front end writes it:
+    ``String(30.0)`` is ``"30"``, and 0 (like NaN) is falsy, so it reads as missing."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if value == 0 or value != value:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+DisplayedText = Annotated[str | None, BeforeValidator(_as_javascript_writes_it)]
+"""Text VA shows as it comes, which upstream may send as a number."""
+
+
 class Prescription(UpstreamRecord):
     """A prescription as vets-api serves it to the Medications app (domain.md section 2): VistA
     records from /my_health/v1, Oracle Health records from /my_health/v2."""
 
     prescriptionId: str = Field(min_length=1, max_length=64)
     prescriptionName: str | None = None
-    prescriptionNumber: str | None = None
+    prescriptionNumber: DisplayedText = None
     dispStatus: str | None = None
     refillStatus: str | None = None
     refillRemaining: int | None = Field(default=None, ge=0)
@@ -134,7 +150,7 @@ class Prescription(UpstreamRecord):
     reason: str | None = None
     providerFirstName: str | None = None
     providerLastName: str | None = None
-    quantity: str | None = None
+    quantity: DisplayedText = None
     sortedDispensedDate: UpstreamDate | None = None
     dispensedDate: UpstreamDate | None = None
     orderedDate: UpstreamDate | None = None

@@ -295,6 +295,15 @@ def test_a_prescription_with_any_data_is_loaded_even_if_the_body_reads_none_of_i
         ),
         pytest.param({"reason": ""}, "Reason for use: Reason for use not available", id="empty"),
         pytest.param({"quantity": 30}, "Quantity: 30", id="a numeric quantity"),
+        pytest.param({"quantity": 30.0}, "Quantity: 30", id="30.0 as JavaScript writes it"),
+        pytest.param({"quantity": 2.5}, "Quantity: 2.5", id="a fraction"),
+        pytest.param({"quantity": 0}, "Quantity: Quantity not available", id="0 is falsy"),
+        pytest.param({"quantity": "0"}, "Quantity: 0", id="'0' is truthy"),
+        pytest.param(
+            {"prescriptionNumber": 0},
+            "Prescription number: Prescription number not available",
+            id="a numeric 0 prescription number is falsy",
+        ),
         pytest.param({"prescriptionNumber": 3636691}, "Prescription number: 3636691", id="number"),
         pytest.param(
             {"sortedDispensedDate": None, "dispensedDate": "2025-09-30"},

@@ -304,13 +304,13 @@ async def test_the_new_message_flow_lists_a_veterans_care_teams_over_http(
 ) -> None:
     with oh_pilot(flow, pilot):
         response = await flow.careteam.get(
-            "/v1/care-teams", params={"care_system": "528"}, headers=bearer(SIX_SYSTEMS)
+            "/v1/care-teams", params={"care_system": "528A7"}, headers=bearer(SIX_SYSTEMS)
         )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["picker"] == "dropdown"
-    assert len(body["care_systems"]) == 6 + len(oracle_health)
+    assert len(body["care_systems"]) == 7 + len(oracle_health), "528A7 and 528A8 are two"
     systems = body["care_systems"]
     assert [s["stationNumber"] for s in systems if s["ehr"] == "oracle_health"] == oracle_health
     assert len(body["recent_teams"]) == 4
-    assert [team["triageTeamId"] for team in body["care_system"]["teams"]] == [1528801, 1528701]
+    assert [team["triageTeamId"] for team in body["care_system"]["teams"]] == [1528701]

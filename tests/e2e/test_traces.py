@@ -50,6 +50,8 @@ def oracle_health_request() -> dict[str, Any]:
             "prescriptionSource": "VA",
             "stationNumber": "757",
             "expirationDate": (date.today() + timedelta(days=30)).isoformat(),
+            "isRenewable": True,
+            "isRefillable": False,
             "medicationRequestStatus": "active",
             "medicationCategory": "va_prescription",
             "dispenseCount": 2,

@@ -2,7 +2,9 @@
 
 Panels: the renewal funnel (requested -> care team resolved -> drafted -> sent), error rate by owning tool,
 draft and send latency, drafts created / updated / deleted and messages sent by status, the care-system
-picker shown, consumer lag and dead letters. Each can be filtered by EHR and by rollout cohort.
+picker shown, consumer lag and dead letters, and each service's HTTP latency by route (OpenTelemetry's
+stable ``http.server.request.duration``, in seconds). The flow's panels can be filtered by EHR and by
+rollout cohort.
 """
 
 import json
@@ -25,14 +27,19 @@ def panel(
     h: int,
     *exprs: tuple[str, str],
     unit: str = "short",
+    no_value: str | None = None,
 ) -> dict[str, Any]:
+    """A panel; ``no_value`` is shown instead of "No data" where a series may not exist yet."""
+    defaults: dict[str, Any] = {"unit": unit}
+    if no_value is not None:
+        defaults["noValue"] = no_value
     return {
         "id": panel_id,
         "title": title,
         "type": kind,
         "datasource": DATASOURCE,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {},
         "targets": [
             {
@@ -194,6 +201,22 @@ def dashboard() -> dict[str, Any]:
                 f"sum by (tool, topic) (increase(rxsm_dead_letters_total{rate}))",
                 "{{tool}} {{topic}}",
             ),
+            no_value="0",  # a letter is labelled by its exception's type: none before the first
+        ),
+        panel(
+            12,
+            "HTTP latency by service and route (p95)",
+            "timeseries",
+            0,
+            32,
+            24,
+            8,
+            (
+                "histogram_quantile(0.95, sum by (job, http_route, le)"
+                f" (rate(http_server_request_duration_seconds_bucket{rate})))",
+                "{{job}} {{http_route}}",
+            ),
+            unit="s",
         ),
     ]
     return {

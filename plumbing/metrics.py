@@ -4,27 +4,95 @@ Counters follow the SM dashboard (domain.md section 6): drafts created / updated
 each by status; latency histograms for drafts and sends; renewals by outcome and owning tool; the care-system
 picker shown; dead letters; and consumer lag per topic. Labels carry ``ehr`` (vista / oracle_health) and the
 rollout ``cohort`` (new / base) where they are known.
+
+Every counter starts at zero for the label sets the service is known to count (``FLOW_SERIES``), so a
+dashboard panel shows 0 rather than "No data" before the first event, and ``rate``/``increase`` count
+that first event. HTTP requests are timed by OpenTelemetry's stable ``http.server.request.duration``, in
+seconds. The text passes ``promtool check metrics`` (tests/test_promtool.py).
 """
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 from plumbing.identity import ServiceIdentity
+from plumbing.telemetry import use_stable_http_semconv
+from schemas.vocabulary import Cohort, Ehr, PickerKind, Tool, UnavailableReason
 
 Labels = Mapping[str, str | int | bool]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def every(**values: Iterable[str]) -> list[dict[str, str]]:
+    """Each combination of the given label values: ``every(a=("1", "2"), b=("x",))``."""
+    names = list(values)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+JOURNEY = {"ehr": [str(ehr) for ehr in Ehr], "cohort": [str(cohort) for cohort in Cohort]}
+"""Every journey is on one EHR and in one rollout cohort."""
+
+
+def _steps(*steps: tuple[str, Tool]) -> list[dict[str, str]]:
+    return [
+        labels
+        for step, tool in steps
+        for labels in every(step=(step,), tool=(str(tool),), outcome=("success",), **JOURNEY)
+    ]
+
+
+UNAVAILABLE = every(
+    step=("care_team_unavailable",),
+    tool=(str(Tool.SM),),
+    outcome=("failure",),
+    reason=[str(reason) for reason in UnavailableReason],
+    **JOURNEY,
+)
+"""The care-team service's failure, whose reasons are a closed set."""
+
+FLOW_SERIES: Mapping[str, Mapping[str, list[dict[str, str]]]] = {
+    "renewal": {
+        "renewals": [
+            *_steps(
+                ("requested", Tool.MEDS),
+                ("care_team_resolved", Tool.SM),
+                ("draft_created", Tool.SM),
+                ("message_sent", Tool.SM),
+            ),
+            *UNAVAILABLE,
+        ],
+    },
+    "careteam": {
+        "renewals": [*_steps(("care_team_resolved", Tool.SM)), *UNAVAILABLE],
+        "picker_shown": every(
+            kind=[str(kind) for kind in PickerKind],
+            cohort=JOURNEY["cohort"],
+            flow=("renewal", "new_message"),
+        ),
+    },
+    "messaging": {
+        "drafts_created": every(status=("success", "201"), **JOURNEY),
+        "drafts_updated": every(status=("200",), **JOURNEY),
+        "drafts_deleted": every(status=("204",), **JOURNEY),
+        "messages_sent": every(status=("200",), **JOURNEY),
+    },
+}
+"""Per service, the counters' label sets exported at zero from start: the renewal funnel's steps (the
+journey ledger's), the care-team outcomes and the picker, and SM's draft and send calls by their
+success status (``success`` for the renewal's draft made from its event, else the HTTP status).
+Failures with open-ended labels (an SM error code, an exception's type) appear on their first count."""
 
 
 @dataclass
@@ -53,6 +121,7 @@ class ServiceMetrics:
     """One service's meter provider, its Prometheus registry, and the flow's instruments."""
 
     def __init__(self, identity: ServiceIdentity, extra_reader: MetricReader | None = None) -> None:
+        use_stable_http_semconv()
         self.identity = identity
         self.registry = CollectorRegistry(auto_describe=True)
         readers: list[MetricReader] = [
@@ -102,6 +171,10 @@ class ServiceMetrics:
         meter.create_observable_gauge(
             "rxsm.consumer.lag", callbacks=[self.lag.observe], description="Records behind"
         )
+        for counter, label_sets in FLOW_SERIES.get(identity.name, {}).items():
+            instrument: Counter = getattr(self, counter)
+            for labels in label_sets:
+                instrument.add(0, labels)
 
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)

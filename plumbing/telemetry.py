@@ -4,6 +4,8 @@ Trace context crosses Kafka in W3C ``traceparent`` headers (FastStream's telemet
 in the same headers (the FastAPI instrumentation). Spans go over OTLP/HTTP when an endpoint is set.
 """
 
+import os
+
 from aiokafka import ConsumerRecord
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -27,6 +29,22 @@ TRACING = "tracing"
 """The broker context key of the service's TracerProvider (set by make_broker)."""
 CONSUMER_GROUP = "messaging.consumer.group.name"
 DESTINATION = "messaging.destination.name"
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+
+
+def use_stable_http_semconv() -> None:
+    """Opt the HTTP instrumentation in to OpenTelemetry's stable HTTP semantic conventions, unless the
+    environment already chose an HTTP mode: requests are then timed by ``http.server.request.duration``
+    in seconds (Prometheus: ``http_server_request_duration_seconds``, labelled by ``http_route``),
+    not by the legacy ``http.server.duration`` in milliseconds, which Prometheus' linter refuses
+    (an operator's ``http/dup`` keeps both while dashboards move).
+    The instrumentation reads the choice once per process, so this runs before the first app is
+    instrumented (``ServiceMetrics`` calls it)."""
+    chosen = [
+        mode for mode in os.environ.get(SEMCONV_OPT_IN, "").replace(" ", "").split(",") if mode
+    ]
+    if not {"http", "http/dup"} & set(chosen):
+        os.environ[SEMCONV_OPT_IN] = ",".join([*chosen, "http"])
 
 
 class ToolAttributeProcessor(SpanProcessor):

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 KAFKA_PORT ?= 9092
 
-.PHONY: help setup run test test-faults lint format schemas docs bench kafka-up kafka-down kafka-status up down clean
+.PHONY: help setup run test test-faults lint format schemas docs check-metrics bench kafka-up kafka-down kafka-status up down clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ schemas: setup  ## re-export the events' JSON Schema files under schemas/json
 
 docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
 	$(UV) run rxsm asyncapi
+
+check-metrics: setup  ## promtool (installed if missing): the Prometheus config, and each service's /metrics after a flow
+	UV=$(UV) bash observability/promtool.sh check
 
 bench: setup  ## benchmark: raw Kafka limit vs the rxsm flow, latency, tracing cost, scaling (bench/README.md)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

@@ -26,8 +26,6 @@ VistA file ("Wed, 15 Jul 2026 00:00:00 EDT") are what vets-api turns into ISO ti
 ``lib/unified_health_data/adapters/vista_prescription_adapter.rb``) before a browser sees them.
 """
 
-import json
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -37,8 +35,8 @@ from schemas.events import CareTeamsResolved
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr, PickerKind
 from services.messaging.domain import renewal_body
+from tests.va_fixtures import PRESCRIPTIONS, every_prescription_record
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "va" / "prescriptions"
 VETERAN = "1012845331V153043"
 
 NO_REASON = "Reason for use not available"
@@ -100,6 +98,18 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
         "Provider name not available",
         "Number of refills left not available",
         "Date not available",
+        NO_REASON,
+        NOT_FILLED,
+        "Quantity not available",
+    ),
+    # The details answer's grouped medication: '' provider names, refills and quantity.
+    ("vets-website/empty-field-prescription-details.json", "24936580"): (
+        "DANAZOL 100MG CAP",
+        "2721069",
+        "TAKE ONE CAPSULE BY MOUTH DAILY FOR 30 DAYS",
+        "Provider name not available",
+        "Number of refills left not available",
+        "June 15, 2025",
         NO_REASON,
         NOT_FILLED,
         "Quantity not available",
@@ -266,26 +276,7 @@ LABELS = (
 """VA's labels, in the builder's order."""
 
 
-def records(path: Path) -> list[dict[str, Any]]:
-    """The prescription records of one fixture: a JSON:API answer's ``data`` (one or a list) as the
-    Medications app has them, or unified health data's VistA ``medicationList``."""
-    content = json.loads(path.read_text())
-    if "vista" in content:
-        medications: list[dict[str, Any]] = content["vista"]["medicationList"]["medication"]
-        return medications
-    data = content["data"]
-    return [item["attributes"] for item in (data if isinstance(data, list) else [data])]
-
-
-def all_records() -> dict[tuple[str, str], dict[str, Any]]:
-    found = {}
-    for path in sorted(FIXTURES.rglob("*.json")):
-        for record in records(path):
-            found[(str(path.relative_to(FIXTURES)), str(record["prescriptionId"]))] = record
-    return found
-
-
-RECORDS = all_records()
+RECORDS = every_prescription_record()
 
 
 def prefilled(record: dict[str, Any]) -> str:
@@ -308,7 +299,7 @@ def prefilled(record: dict[str, Any]) -> str:
 
 def test_every_va_record_has_its_expected_body() -> None:
     """No fixture record goes unchecked, and no expectation names a record that is not there."""
-    assert RECORDS, f"no VA prescription fixtures under {FIXTURES}"
+    assert RECORDS, f"no VA prescription fixtures under {PRESCRIPTIONS}"
     assert sorted(RECORDS) == sorted(EXPECTED)
 
 

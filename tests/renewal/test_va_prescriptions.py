@@ -11,9 +11,7 @@ is the one VA's code reaches for the same record on the day the fixture was reco
   ``isOracleHealth && isRenewable``, "OH_LINK" in the table.
 """
 
-import json
 from datetime import date
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -22,8 +20,8 @@ from pydantic import ValidationError
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr
 from services.renewal.domain import Refusal, check_renewal
+from tests.va_fixtures import prescription_record, prescription_records
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "va" / "prescriptions"
 VETERAN = "1012845331V153043"
 
 OH_LIST = "vets-website/prescriptionsListOH.json"
@@ -59,20 +57,6 @@ RECORDED = {
 modifiedDate, or the response's lastUpdatedTime), so the expected verdicts don't age."""
 
 
-def records(name: str) -> list[dict[str, Any]]:
-    """The prescription records of a fixture file, whatever VA's envelope: a JSON:API list or
-    details answer (their ``attributes``), a details answer's grouped medications, or unified
-    health data's VistA medication list."""
-    document = json.loads((FIXTURES / name).read_text())
-    if "vista" in document:
-        found: list[dict[str, Any]] = document["vista"]["medicationList"]["medication"]
-        return found
-    data = document["data"]
-    items = data if isinstance(data, list) else [data]
-    found = [item["attributes"] for item in items]
-    return found + [g for record in found for g in record.get("groupedMedications") or []]
-
-
 def renewal_request(name: str, record: dict[str, Any]) -> RenewalRequest:
     return RenewalRequest.model_validate(
         {
@@ -83,13 +67,10 @@ def renewal_request(name: str, record: dict[str, Any]) -> RenewalRequest:
     )
 
 
-def record_of(name: str, prescription_id: int) -> dict[str, Any]:
-    (record,) = [r for r in records(name) if r["prescriptionId"] == prescription_id]
-    return record
-
-
 ALL_RECORDS = [
-    (name, record["prescriptionId"], record) for name in EHR_OF for record in records(name)
+    (name, record["prescriptionId"], record)
+    for name in EHR_OF
+    for record in prescription_records(name)
 ]
 
 
@@ -224,7 +205,7 @@ VA's rule (VistA only here: the Oracle Health records carry no FHIR-level fields
     "row", VERDICTS, ids=[f"{row.file}:{row.prescription_id}" for row in VERDICTS]
 )
 def test_each_record_gets_vas_verdict(row: Verdict) -> None:
-    body = renewal_request(row.file, record_of(row.file, row.prescription_id))
+    body = renewal_request(row.file, prescription_record(row.file, row.prescription_id))
     verdict = check_renewal(body, RECORDED[row.file])
     assert verdict.ehr is EHR_OF[row.file]
     assert (verdict.refusal, verdict.upstream_disagrees) == (row.refusal, row.disagrees), row.why
@@ -240,12 +221,12 @@ def test_each_record_gets_vas_verdict(row: Verdict) -> None:
 )
 def test_the_window_on_a_va_record(today: date, refusal: Refusal | None) -> None:
     """VISTA_RULE's within_cut_off_date?: date >= Time.zone.today - 120.days."""
-    body = renewal_request(EXPIRED, record_of(EXPIRED, 21296515))
+    body = renewal_request(EXPIRED, prescription_record(EXPIRED, 21296515))
     assert check_renewal(body, today).refusal is refusal
 
 
 def test_an_unknown_field_is_ignored_but_a_wrong_type_is_refused() -> None:
-    record = record_of(VISTA_LIST, 22225375)
+    record = prescription_record(VISTA_LIST, 22225375)
     with_more = {**record, "someFieldVaAddsTomorrow": {"nested": [1, 2]}}
     assert renewal_request(VISTA_LIST, with_more).prescription == (
         renewal_request(VISTA_LIST, record).prescription
@@ -257,6 +238,8 @@ def test_an_unknown_field_is_ignored_but_a_wrong_type_is_refused() -> None:
 
 
 def test_rxsms_own_request_body_still_refuses_unknown_fields() -> None:
-    body = renewal_request(VISTA_LIST, record_of(VISTA_LIST, 22225375)).model_dump(mode="json")
+    body = renewal_request(VISTA_LIST, prescription_record(VISTA_LIST, 22225375)).model_dump(
+        mode="json"
+    )
     with pytest.raises(ValidationError):
         RenewalRequest.model_validate({**body, "veteranIdd": VETERAN})

@@ -7,17 +7,21 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 KAFKA_VERSION = "4.1.1"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,6 +36,9 @@ POLL_S = 0.5
 LOG_TAIL_LINES = 30
 
 JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+
+PROGRESS_EVERY_S = 5.0
+"""How often the first download says how far it has got."""
 
 
 class LocalKafkaError(RuntimeError):
@@ -53,6 +60,8 @@ def ensure_jars() -> Path:
 
     A marker holding the pom's digest is written only after a complete download, so an
     interrupted one (or a changed pom) is redone; a file lock keeps concurrent callers apart.
+    The download says on stderr how far it has got every ``PROGRESS_EVERY_S`` seconds; once the
+    jars are cached, nothing is printed.
     """
     root = cache_dir()
     libs = root / "libs"
@@ -62,7 +71,11 @@ def ensure_jars() -> Path:
         return libs
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say("another process is downloading the Kafka jars; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.is_file() and marker.read_text().strip() == digest and libs.is_dir():
             return libs
         mvn = shutil.which("mvn")
@@ -73,27 +86,104 @@ def ensure_jars() -> Path:
         marker.unlink(missing_ok=True)
         staging = root / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        print(
-            f"downloading Apache Kafka {KAFKA_VERSION} jars from Maven Central (once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        _say(f"downloading Apache Kafka {KAFKA_VERSION} jars from Maven Central (once)")
         cmd = [
-            mvn, "-B", "-q", f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+            mvn, "-B", "-Dstyle.color=never", f"{DEPENDENCY_PLUGIN}:copy-dependencies",
             f"-DoutputDirectory={staging}", "-DincludeScope=runtime", "-f", str(POM),
         ]  # fmt: skip
-        result = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            tail = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
+        returncode, progress, tail = _run_maven(cmd)
+        if returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
             raise LocalKafkaError(
-                f"downloading the Kafka jars failed (mvn exit {result.returncode}):\n{tail}"
+                f"downloading the Kafka jars failed (mvn exit {returncode}):\n" + "\n".join(tail)
             )
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
         marker.write_text(digest + "\n")
+        _say(f"Kafka jars ready in {libs} ({progress.elapsed():.0f} s): {progress.summary()}")
     return libs
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DOWNLOADED = re.compile(r"Downloaded from [^:]+: (\S+) \(([\d.,]+) (B|kB|KB|MB|GB)\b")
+_COPIED = re.compile(r"Copying (\S+\.jar) to ")
+_UNITS = {"B": 1, "kB": 1_000, "KB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000}
+
+
+@dataclass
+class MavenProgress:
+    """How far a Maven run has got, from its batch-mode output lines."""
+
+    started: float
+    files: int = 0
+    """Files downloaded from a repository (jars, poms, checksums)."""
+    jars: int = 0
+    downloaded_bytes: int = 0
+    copied: int = 0
+    """Jars copied into the cache (the last step)."""
+
+    def feed(self, line: str) -> None:
+        line = _ANSI.sub("", line)
+        if found := _DOWNLOADED.search(line):
+            url, size, unit = found.groups()
+            self.files += 1
+            self.jars += url.endswith(".jar")
+            self.downloaded_bytes += round(float(size.replace(",", "")) * _UNITS[unit])
+        elif _COPIED.search(line):
+            self.copied += 1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self) -> str:
+        megabytes = self.downloaded_bytes / 1e6
+        said = f"{self.jars} jars downloaded ({megabytes:.1f} MB in {self.files} files)"
+        if self.copied:
+            said += f", {self.copied} copied to the cache"
+        return said
+
+
+def _run_maven(cmd: list[str]) -> tuple[int, MavenProgress, list[str]]:
+    """Run Maven, saying how far it has got every ``PROGRESS_EVERY_S`` s on stderr; return its exit
+    code, its progress and the last lines of its output."""
+    progress = MavenProgress(started=time.monotonic())
+    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+
+    def read(out: IO[str]) -> None:
+        for line in out:
+            progress.feed(line)
+            tail.append(_ANSI.sub("", line.rstrip()))
+
+    assert proc.stdout is not None
+    reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
+                _say(
+                    f"  still downloading the Kafka jars ({progress.elapsed():.0f} s):"
+                    f" {progress.summary()} so far"
+                )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    reader.join()
+    return proc.returncode, progress, list(tail)
 
 
 def java_executable() -> str:

@@ -19,6 +19,7 @@ from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_token
 from rxsm.serve import PORT_ENV, SERVICES
 from schemas import topics
+from schemas.events import RenewalRequested
 from schemas.records import RenewalRequest
 
 
@@ -65,7 +66,8 @@ class Journeys:
         if kind not in STAGES or not renewal_id:
             return []
         if kind == "renewal.requested":
-            self.renewal_of[renewal_id] = event["prescription"]["prescriptionId"]
+            opened = RenewalRequested.opened(event)  # its prescription travels sealed
+            self.renewal_of[renewal_id] = opened["prescription"]["prescriptionId"]
         fed = self.fed_at.get(self.renewal_of.get(renewal_id, ""))
         if renewal_id not in self.renewal_of:
             self.early.setdefault(renewal_id, []).append((event, now))
@@ -118,6 +120,7 @@ def start_services(
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "RXSM_DATA_DIR": str(data_dir),
                 "RXSM_LOG_LEVEL": "WARNING",
+                "RXSM_ENV": "development",
                 PORT_ENV: str(port),
             }
             if database_urls and name in database_urls:

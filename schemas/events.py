@@ -5,10 +5,9 @@ Every event carries an envelope: a unique ``event_id`` (consumers' dedup key), i
 ``tool`` (meds or sm) that owns the step. No event carries a Veteran's name or a message body.
 """
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
 from pydantic import (
@@ -16,18 +15,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetJsonSchemaHandler,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
     TypeAdapter,
-    model_serializer,
-    model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
 
 from schemas.records import BlockedFacility, CareSystem, CareTeam, Prescription
-from schemas.sealing import Sealed, keyring
+from schemas.sealing import SealsPhi
 from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, Tool, UnavailableReason
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -39,8 +31,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(BaseModel):
-    """The envelope every event shares."""
+class Event(SealsPhi):
+    """The envelope every event shares; its PHI fields (``SEALED``) travel sealed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,71 +48,11 @@ class Event(BaseModel):
     )
 
     SEALED: ClassVar[tuple[str, ...]] = ("veteran_id",)
-    """Fields that are PHI: in JSON (on Kafka) they travel as one ``sealed`` value (schemas.sealing)."""
 
     @property
     def key(self) -> bytes:
         """The Kafka key: the journey's id, so one renewal keeps its order on one partition."""
         return str(self.renewal_id or self.event_id).encode()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _open_sealed(cls, data: Any) -> Any:
-        """A record read from Kafka: its ``sealed`` value opened back into the PHI fields."""
-        if not isinstance(data, dict) or "sealed" not in data:
-            return data
-        opened = {key: value for key, value in data.items() if key != "sealed"}
-        sealed = Sealed.model_validate(data["sealed"])
-        clear = keyring().open(sealed, _bound_to(opened.get("event_type"), opened.get("event_id")))
-        return {**opened, **json.loads(clear)}
-
-    @model_serializer(mode="wrap")
-    def _seal(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):  # type: ignore[no-untyped-def]
-        """JSON (Kafka) carries the PHI fields sealed. Not annotated: pydantic then keeps the
-        fields' JSON schema (which ``__get_pydantic_json_schema__`` rewrites for the wire)."""
-        data = handler(self)
-        if not info.mode_is_json() or not isinstance(data, dict):
-            return data
-        clear = {name: _compact(data.pop(name)) for name in self.SEALED if name in data}
-        if clear:
-            bound_to = _bound_to(self.event_type, self.event_id)
-            sealed = keyring().seal(json.dumps(clear).encode(), bound_to)
-            data["sealed"] = sealed.model_dump()
-        return data
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        """On the wire (serialization), the PHI fields are replaced by ``sealed``."""
-        schema = handler(core_schema)
-        if handler.mode != "serialization":
-            return schema
-        wire = handler.resolve_ref_schema(schema)
-        if "properties" not in wire or "sealed" in wire["properties"]:
-            return schema  # an outer layer (the validator's or serializer's), or done already
-        for name in cls.SEALED:
-            wire["properties"].pop(name, None)
-            if name in wire.get("required", []):
-                wire["required"].remove(name)
-        wire["properties"]["sealed"] = {
-            **Sealed.model_json_schema(),
-            "description": "The PHI fields (" + ", ".join(cls.SEALED) + "), encrypted.",
-        }
-        wire.setdefault("required", []).append("sealed")
-        return schema
-
-
-def _compact(value: Any) -> Any:
-    """A record without its empty fields (their default), so the sealed value stays small."""
-    if isinstance(value, dict):
-        return {key: item for key, item in value.items() if item is not None}
-    return value
-
-
-def _bound_to(event_type: Any, event_id: Any) -> bytes:
-    """The associated data of an event's seal: its type and id."""
-    return f"{event_type}:{event_id}".encode()
 
 
 class RenewalRequested(Event):
@@ -293,8 +225,9 @@ class PriorLetter(BaseModel):
     reason: str
 
 
-class DeadLetter(BaseModel):
-    """A record no consumer could process: the original bytes and where they came from, and why."""
+class DeadLetter(SealsPhi):
+    """A record no consumer could process: the original bytes and where they came from, and why.
+    The original bytes may be anything, PHI in clear included: on Kafka they travel sealed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -309,6 +242,7 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None = Field(description="The original key, base64.")
+    SEALED = ("value",)
     value: str = Field(description="The original value, base64 (its first bytes when truncated).")
     value_size: int | None = Field(default=None, description="The original value's size in bytes.")
     value_truncated: bool = Field(

@@ -1,11 +1,14 @@
 """Domain records carried inside events, named as the Medications app and SM name them (camelCase)."""
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
+from schemas.sealing import SealsPhi, keyring
 from schemas.vocabulary import Ehr
 
 
@@ -202,15 +205,35 @@ class Facility(Record):
     ehr: Ehr
 
 
-class RenewalRequest(Record):
+class RenewalRequest(Record, SealsPhi):
     """What the Medications app sends to ask for a renewal, over HTTP or on the ingress topic.
 
     rxsm's own body, so an unknown field here is refused; the prescription inside is VA's record as
-    vets-api serves it, whose unknown fields are ignored."""
+    vets-api serves it, whose unknown fields are ignored. On the ingress topic the Veteran's id and the
+    prescription travel sealed (``sealed_record``), as every rxsm event's PHI does."""
+
+    SEALED = ("veteranId", "prescription")
+
+    @classmethod
+    def bound_to(cls, record: Mapping[str, Any]) -> bytes:
+        return INGRESS_SEAL
+
+    @staticmethod
+    def sealed_record(document: Mapping[str, Any]) -> bytes:
+        """The Kafka record of the Medications app's request ``document`` as it sends it (VA's
+        prescription with every field it has): its PHI sealed, the rest as it is."""
+        clear = {name: document[name] for name in RenewalRequest.SEALED if name in document}
+        rest = {name: value for name, value in document.items() if name not in clear}
+        sealed = keyring().seal(json.dumps(clear).encode(), INGRESS_SEAL)
+        return json.dumps({**rest, "sealed": sealed.model_dump()}).encode()
 
     veteranId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
     prescription: Prescription
     facilities: list[Facility] = Field(default_factory=list, max_length=50)
+
+
+INGRESS_SEAL = b"rxsm.meds.renewal-requests"
+"""The associated data of a sealed renewal request: it opens as nothing else."""
 
 
 class CareTeam(Record):

@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 
 from schemas import topics
 from schemas.events import MessageSendFailed, RenewalRequested
+from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr
 from tests.e2e.conftest import STALL_AFTER_SECONDS, Flow
 from tests.support import bearer, eventually
@@ -166,7 +167,7 @@ async def test_the_kafka_ingress_makes_the_same_event_as_http(flow: Flow) -> Non
     await produce(
         flow.bootstrap,
         topics.RENEWAL_REQUESTS,
-        json.dumps(body).encode(),
+        RenewalRequest.sealed_record(body),
         key=key.encode(),
         Idempotency_Key=key,
     )
@@ -242,7 +243,7 @@ async def test_an_ineligible_request_on_kafka_is_recorded_not_lost(flow: Flow) -
     await produce(
         flow.bootstrap,
         topics.RENEWAL_REQUESTS,
-        json.dumps(body).encode(),
+        RenewalRequest.sealed_record(body),
         key=key.encode(),
         Idempotency_Key=key,
     )

@@ -2,7 +2,6 @@
 seconds, refuses new renewals (403 ``renewal_flow_off``, the Medications app shows its fallback) per
 Veteran, is recorded for requests on Kafka, and lets renewals accepted before it finish."""
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import uuid4
@@ -11,6 +10,7 @@ import pytest
 
 from plumbing.flags import RENEWAL_FLOW
 from schemas import topics
+from schemas.records import RenewalRequest
 from tests.e2e.conftest import Flow
 from tests.e2e.test_renewal_journey import (
     UNKNOWN_TO_SM,
@@ -99,7 +99,7 @@ async def test_a_request_on_kafka_with_the_flow_off_is_recorded_as_refused(rollo
     await produce(
         flow.bootstrap,
         topics.RENEWAL_REQUESTS,
-        json.dumps(body).encode(),
+        RenewalRequest.sealed_record(body),
         key=key.encode(),
         Idempotency_Key=key,
     )

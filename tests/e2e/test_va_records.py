@@ -3,13 +3,13 @@ Medications app's request over HTTP and on the Kafka ingress, care teams, and a 
 one VA's builder writes (the expected bodies of tests/messaging/test_va_prefill.py, derived there from
 vets-website's ``buildRxRenewalMessageBody``)."""
 
-import json
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from schemas import topics
+from schemas.records import RenewalRequest
 from tests.e2e.conftest import Flow
 from tests.e2e.test_careteam_resolution import OH, OH_ONLY, VISTA, VISTA_ONLY
 from tests.e2e.test_renewal_journey import produce
@@ -84,7 +84,7 @@ async def test_a_va_record_on_the_kafka_ingress_becomes_the_draft_vas_builder_wr
     await produce(
         flow.bootstrap,
         topics.RENEWAL_REQUESTS,
-        json.dumps(request).encode(),
+        RenewalRequest.sealed_record(request),
         key=key.encode(),
         Idempotency_Key=key,
     )

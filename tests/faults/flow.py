@@ -31,6 +31,7 @@ from plumbing.auth import AuthSettings, issue_service_token
 from rxsm.kafka_reads import partitions_of, read_all
 from schemas import topics
 from schemas.events import DeadLetter, DraftCreated, RenewalRequested
+from schemas.records import RenewalRequest
 from tests.faults.cluster import Cluster
 from tests.faults.kafka_tools import until_caught_up
 from tests.support import bearer
@@ -79,7 +80,8 @@ class Request:
 
     @property
     def value(self) -> bytes:
-        return json.dumps(self.body).encode()
+        """The record the Medications app puts on the ingress topic: PHI sealed."""
+        return RenewalRequest.sealed_record(self.body)
 
 
 def _request(veteran_id: str, station: str, ehr: str, resolves: bool) -> Request:

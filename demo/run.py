@@ -1,30 +1,43 @@
 """Start Kafka (unless one is given) and the three services, push one renewal through, and stop.
 
-python -m demo           # run, print the journey, stop what it started
+python -m demo           # run, print the journey, stop what it started and remove what it made
 python -m demo --keep    # leave everything running (and say how to stop it)
+
+Each service listens on ``RXSM_RENEWAL_PORT``, ``RXSM_CARETEAM_PORT`` and ``RXSM_MESSAGING_PORT`` when
+set, else on its usual port (8001-8003), or on a free port when that one is taken. The run reads the
+flow's events without joining a consumer group, so it leaves none on the broker; it removes the
+databases it made under ``RXSM_DATA_DIR`` (default ``.run``) and keeps the services' logs there, and
+the local broker's data, which ``make kafka-up`` shares.
 """
 
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
 from demo.requests import VETERAN, renewal_request
-from localkafka import LocalKafka, port_answers
+from localkafka import LocalKafka, free_port, port_answers
 from plumbing.auth import AuthSettings, issue_service_token, issue_token
+from rxsm.kafka_reads import partitions_of
 from rxsm.serve import PORT_ENV, SERVICES
 from schemas import topics
 
 RUN_DIR = Path(os.environ.get("RXSM_DATA_DIR", ".run"))
+LOGS = "logs"
+KAFKA_DATA = "kafka"
+KEPT = (LOGS, KAFKA_DATA)
+"""What a run leaves in RUN_DIR: the services' logs, and the local broker's data."""
+PORT_VARS = {name: f"RXSM_{name.upper()}_PORT" for name in SERVICES}
+"""The environment variable that sets each service's port for the demo."""
 
 
 def say(text: str) -> None:
@@ -37,7 +50,9 @@ def start_kafka() -> tuple[str, LocalKafka | None]:
     if given:
         say(f"using Kafka at {given} (KAFKA_BOOTSTRAP_SERVERS)")
         return given, None
-    kafka = LocalKafka(port=int(os.environ.get("KAFKA_PORT", "9092")), data_dir=RUN_DIR / "kafka")
+    kafka = LocalKafka(
+        port=int(os.environ.get("KAFKA_PORT", "9092")), data_dir=RUN_DIR / KAFKA_DATA
+    )
     if kafka.is_running() and port_answers(kafka.host, kafka.port):
         say(f"using the local Kafka already running at {kafka.bootstrap_servers} (pid {kafka.pid})")
         return kafka.bootstrap_servers, None
@@ -47,18 +62,41 @@ def start_kafka() -> tuple[str, LocalKafka | None]:
     return kafka.bootstrap_servers, kafka
 
 
-def start_services(bootstrap: str) -> dict[str, subprocess.Popen[bytes]]:
-    logs = RUN_DIR / "logs"
+def service_ports() -> dict[str, int]:
+    """Each service's port: its RXSM_<SERVICE>_PORT when set (it must be free), else its usual port,
+    else (when that one is taken) a free one."""
+    ports: dict[str, int] = {}
+    for name, service in SERVICES.items():
+        variable = PORT_VARS[name]
+        given = os.environ.get(variable)
+        if given:
+            port = int(given)
+            if port_answers("127.0.0.1", port):
+                raise SystemExit(f"port {port} for the {name} service ({variable}) is in use")
+        elif port_answers("127.0.0.1", service.port) or service.port in ports.values():
+            port = free_port()
+            while port in ports.values():
+                port = free_port()
+            say(
+                f"port {service.port} is in use: the {name} service takes {port} (or set {variable})"
+            )
+        else:
+            port = service.port
+        ports[name] = port
+    return ports
+
+
+def start_services(bootstrap: str, ports: dict[str, int]) -> dict[str, subprocess.Popen[bytes]]:
+    logs = RUN_DIR / LOGS
     logs.mkdir(parents=True, exist_ok=True)
     processes = {}
-    for name, service in SERVICES.items():
-        if port_answers("127.0.0.1", service.port):
-            raise SystemExit(f"port {service.port} for the {name} service is already in use")
+    for name in SERVICES:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RXSM_DATA_DIR": str(RUN_DIR),
-            PORT_ENV: str(service.port),
+            "RXSM_ENV": "development",  # the demo's tokens and events use the development keys
+            PORT_ENV: str(ports[name]),
         }
         with (logs / f"{name}.log").open("ab") as log:
             processes[name] = subprocess.Popen(
@@ -68,18 +106,21 @@ def start_services(bootstrap: str) -> dict[str, subprocess.Popen[bytes]]:
                 stderr=subprocess.STDOUT,
             )
         say(
-            f"started the {name} service on http://127.0.0.1:{service.port} (pid {processes[name].pid})"
+            f"started the {name} service on http://127.0.0.1:{ports[name]}"
+            f" (pid {processes[name].pid})"
         )
     return processes
 
 
-def wait_healthy(processes: dict[str, subprocess.Popen[bytes]], within: float = 120) -> None:
+def wait_healthy(
+    processes: dict[str, subprocess.Popen[bytes]], ports: dict[str, int], within: float = 120
+) -> None:
     deadline = time.monotonic() + within
     for name, process in processes.items():
-        url = f"http://127.0.0.1:{SERVICES[name].port}/health"
+        url = f"http://127.0.0.1:{ports[name]}/health"
         while True:
             if process.poll() is not None:
-                raise SystemExit(f"the {name} service exited; see {RUN_DIR}/logs/{name}.log")
+                raise SystemExit(f"the {name} service exited; see {RUN_DIR}/{LOGS}/{name}.log")
             try:
                 if httpx.get(url, timeout=1).status_code == 200:
                     break
@@ -91,14 +132,14 @@ def wait_healthy(processes: dict[str, subprocess.Popen[bytes]], within: float = 
 
 
 async def message_sent_event(bootstrap: str, renewal_id: str, within: float = 30) -> dict[str, Any]:
-    consumer = AIOKafkaConsumer(
-        topics.MESSAGES,
-        bootstrap_servers=bootstrap,
-        group_id=f"rxsm-demo-{uuid4()}",
-        auto_offset_reset="earliest",
-    )
+    """The renewal's outcome on the messages topic, read from the start of every partition without
+    joining a consumer group (a group would outlive the demo on the broker)."""
+    partitions = await partitions_of(bootstrap, topics.MESSAGES)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
@@ -111,10 +152,10 @@ async def message_sent_event(bootstrap: str, renewal_id: str, within: float = 30
     raise SystemExit("no 'message sent' event arrived")
 
 
-async def journey(bootstrap: str) -> None:
+async def journey(bootstrap: str, ports: dict[str, int]) -> None:
     """One renewal: request (Meds) -> care team -> prefilled draft -> send (SM)."""
-    renewal_url = f"http://127.0.0.1:{SERVICES['renewal'].port}"
-    messaging_url = f"http://127.0.0.1:{SERVICES['messaging'].port}"
+    renewal_url = f"http://127.0.0.1:{ports['renewal']}"
+    messaging_url = f"http://127.0.0.1:{ports['messaging']}"
     veteran = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
     request = renewal_request()
     async with httpx.AsyncClient(timeout=10) as http:
@@ -136,7 +177,7 @@ async def journey(bootstrap: str) -> None:
             draft = response.json() if response.status_code == 200 else None
             await asyncio.sleep(0.2)
         if draft is None:
-            raise SystemExit("no draft was created within 30 s; see .run/logs/")
+            raise SystemExit(f"no draft was created within 30 s; see {RUN_DIR}/{LOGS}/")
         say(f"2. SM prefilled a draft to care team {draft['recipient_id']}:")
         say(f"   Category: {draft['category']}   Subject: {draft['subject']}")
         for line in draft["body"].splitlines():
@@ -169,24 +210,51 @@ def stop(processes: dict[str, subprocess.Popen[bytes]], kafka: LocalKafka | None
         say(f"stopped Kafka (pid {pid})")
 
 
+def run_data() -> set[str]:
+    """The names in RUN_DIR now."""
+    return {path.name for path in RUN_DIR.iterdir()} if RUN_DIR.is_dir() else set()
+
+
+def remove_made(before: set[str]) -> None:
+    """Remove what this run made in RUN_DIR (the services' databases), but the logs and the broker's
+    data."""
+    made = sorted(run_data() - before - set(KEPT))
+    for name in made:
+        path = RUN_DIR / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if made:
+        say(f"removed what this run made in {RUN_DIR}: {', '.join(made)}")
+    say(f"the services' logs are in {RUN_DIR / LOGS}")
+
+
 def main(argv: list[str]) -> int:
     keep = "--keep" in argv
+    before = run_data()
+    ports = service_ports()
     bootstrap, kafka = start_kafka()
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        processes = start_services(bootstrap)
-        wait_healthy(processes)
-        asyncio.run(journey(bootstrap))
+        processes = start_services(bootstrap, ports)
+        wait_healthy(processes, ports)
+        asyncio.run(journey(bootstrap, ports))
     except BaseException:
         stop(processes, kafka)
+        if not keep:
+            remove_made(before)
         raise
     if keep:
         pids = ", ".join(f"{name} {p.pid}" for name, p in processes.items())
-        say(f"\nstill running: services ({pids}); logs in {RUN_DIR}/logs")
+        say(f"\nstill running: services ({pids}); logs in {RUN_DIR}/{LOGS}")
+        if ports["renewal"] != SERVICES["renewal"].port:
+            say(f"for `rxsm journey`: export RXSM_RENEWAL_URL=http://127.0.0.1:{ports['renewal']}")
         if kafka is not None:
             say(f"and Kafka (pid {kafka.pid}); `make kafka-down` stops it")
         say("stop the services with: kill " + " ".join(str(p.pid) for p in processes.values()))
         return 0
     say("")
     stop(processes, kafka)
+    remove_made(before)
     return 0

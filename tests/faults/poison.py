@@ -86,7 +86,7 @@ def well_formed(topic: str) -> dict[str, Any]:
 
 REQUIRED = {
     topics.RENEWAL_REQUESTS: "prescription",
-    topics.RENEWAL_REQUESTED: "prescription",
+    topics.RENEWAL_REQUESTED: "ehr",
     topics.CARE_TEAMS: "reason",
     topics.DRAFTS: "draft_id",
     topics.MESSAGES: "error_code",

@@ -1,11 +1,11 @@
-"""After a run, no PHI is anywhere it may not be: Kafka keys and headers, log lines, span attributes and
-dead-letter reasons.
+"""After a run, no PHI is anywhere it may not be: Kafka records (keys, headers and values, on every
+topic), log lines, span attributes and dead-letter reasons.
 
 The services run as processes on a broker of their own and export their spans over OTLP to this test.
 Every request carries PHI (a provider's name, instructions, a date of birth and an SSN in the reason
 for use), drafts are prefilled and sent, poison records carrying the same PHI are dead-lettered. PHI
-may travel only in event values and SM's mailbox; the Veteran's id (and a bearer token, which holds
-it) not even in keys, headers, logs or spans.
+travels on Kafka only sealed (schemas/sealing.py), and in clear only to SM's mailbox; the Veteran's id
+(and a bearer token, which holds it) nowhere else.
 """
 
 import asyncio
@@ -74,6 +74,23 @@ async def kafka_keys_and_headers(bootstrap: str) -> list[str]:
     return found
 
 
+async def kafka_values(bootstrap: str, placed_by_test: set[tuple[str, int, int]]) -> list[str]:
+    """The value of every record on every topic, but the poison this test put there itself (a broken
+    producer's records, PHI in clear included, which rxsm keeps sealed in their dead letters)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if not name.startswith("__")]
+    finally:
+        await admin.close()
+    found = []
+    for name in names:
+        async for record in read_all(bootstrap, name):
+            if (name, record.partition, record.offset) not in placed_by_test:
+                found.append(f"{name} value {(record.value or b'').decode('utf-8', 'replace')}")
+    return found
+
+
 async def dead_letter_reasons(bootstrap: str) -> list[str]:
     """Each dead letter's error, reason and the headers it kept (its value is the original bytes)."""
     found = []
@@ -110,6 +127,8 @@ async def test_no_phi_in_kafka_keys_headers_logs_spans_or_dead_letter_reasons(
             assert len(letters) == len(poisons) * sum(map(len, consumers_of_topics().values()))
             carried = [letter.value for _, letter in letters.values()]
             kafka = await kafka_keys_and_headers(cluster.bootstrap)
+            poison_records = {(p.topic, p.partition, p.offset) for p, _ in letters.values()}
+            values = await kafka_values(cluster.bootstrap, poison_records)
             reasons = await dead_letter_reasons(cluster.bootstrap)
         finally:
             await cluster.close()
@@ -119,7 +138,8 @@ async def test_no_phi_in_kafka_keys_headers_logs_spans_or_dead_letter_reasons(
     logs = cluster.log_lines()
 
     print(
-        f"scanned {len(kafka)} Kafka keys and headers, {len(logs)} log lines, "
+        f"scanned {len(kafka)} Kafka keys and headers, {len(values)} record values, "
+        f"{len(logs)} log lines, "
         f"{len(spans)} span attributes of {span_count} spans, {len(reasons)} dead-letter reasons"
     )
     assert leaks(base64.b64decode(value).decode("utf-8", "replace") for value in carried), (
@@ -128,6 +148,7 @@ async def test_no_phi_in_kafka_keys_headers_logs_spans_or_dead_letter_reasons(
     assert exporters == {f"rxsm-{service}" for service in SERVICES}
     assert logs and spans and reasons
     assert leaks(kafka) == []
+    assert len(values) > len(requests) and leaks(values) == [], "no PHI in clear in any record"
     assert leaks(reasons) == []
     assert leaks(logs) == []
     assert leaks(spans) == []

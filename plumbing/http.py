@@ -21,10 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plumbing.auth import AuthSettings
 from plumbing.identity import ServiceIdentity
 from plumbing.metrics import ServiceMetrics
-from plumbing.settings import ServiceSettings
+from plumbing.settings import ServiceSettings, service_auth
 from plumbing.topics import ensure_topics
 
 Resources = Callable[[], AbstractAsyncContextManager[None]]
@@ -167,7 +166,7 @@ def service_app(
                 metrics.shutdown()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
-    app.state.auth = AuthSettings()
+    app.state.auth = service_auth(settings)
     app.state.metrics = metrics
     app.state.broker = broker
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import structlog
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.auth import DEVELOPMENT, AuthSettings, Environment
 from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from plumbing.kafka_security import KafkaSecurity, Mechanism, Protocol
+from schemas.sealing import KEYS_ENV, keyring
 
 
 class ServiceSettings(BaseSettings):
@@ -14,6 +17,11 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RXSM_", extra="ignore")
 
+    env: Environment = Field(
+        default="production",
+        description="``development`` (local runs, the demo, tests, docker compose) lets a service "
+        "start with the built-in development keys; otherwise it needs real ones (README, Secrets).",
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "RXSM_KAFKA_BOOTSTRAP_SERVERS"),
@@ -71,3 +79,34 @@ class ServiceSettings(BaseSettings):
 
     def database_url_for(self, service: str) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir}/{service}.db"
+
+
+log = structlog.get_logger("rxsm.settings")
+
+
+class DefaultSecrets(RuntimeError):
+    """A service would run on a built-in development key outside development mode."""
+
+
+def service_auth(settings: ServiceSettings) -> AuthSettings:
+    """The service's token settings, in the service's mode; DefaultSecrets (naming the settings to
+    set, never a value) when a development key would be in use outside development mode."""
+    auth = AuthSettings(env=settings.env)
+    if settings.env == DEVELOPMENT:
+        return auth
+    missing = auth.default_secrets()
+    if keyring().development:
+        missing.append(f"{KEYS_ENV} (kid:base64-of-32-bytes[,kid:...])")
+    problems = []
+    if missing:
+        problems.append(f"it would use the built-in development keys: set {'; '.join(missing)}")
+    insecure = auth.insecure_jwks_urls()
+    if insecure:
+        problems.append(f"{' and '.join(insecure)} must be https (or a loopback address)")
+    if problems:
+        log.error("refusing to start", missing=missing, insecure=insecure)
+        raise DefaultSecrets(
+            f"refusing to start: {'; and '.join(problems)}. See the README's Secrets section; "
+            "for a local run set RXSM_ENV=development."
+        )
+    return auth

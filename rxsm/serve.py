@@ -42,11 +42,16 @@ Veterans' renewals would share one trace.
 
 def serve(name: str) -> None:
     """Run service ``name`` until SIGTERM/SIGINT (uvicorn shuts down gracefully)."""
+    from plumbing.settings import DefaultSecrets
+
     service = SERVICES[name]
-    uvicorn.run(
-        service.factory,
-        factory=True,
-        host=os.environ.get(HOST_ENV, "127.0.0.1"),
-        port=int(os.environ.get(PORT_ENV, service.port)),
-        **SERVER_OPTIONS,
-    )
+    try:
+        uvicorn.run(
+            service.factory,
+            factory=True,
+            host=os.environ.get(HOST_ENV, "127.0.0.1"),
+            port=int(os.environ.get(PORT_ENV, service.port)),
+            **SERVER_OPTIONS,
+        )
+    except DefaultSecrets as refused:
+        raise SystemExit(f"rxsm {name}: {refused}") from None

@@ -9,7 +9,8 @@ to another record.
 
 Keys come from ``RXSM_EVENT_KEYS``: ``kid:base64key[,kid:base64key...]``, the first sealing new
 events, every one opening them (so keys rotate without a stop). Without it, a fixed development key
-is used, which is only for local runs and tests.
+is used, which is only for local runs and tests: outside development mode (``RXSM_ENV``) a service
+refuses to start with it, even as an older key (plumbing/settings.py).
 """
 
 import base64

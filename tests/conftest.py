@@ -8,6 +8,10 @@ import pytest
 
 from localkafka import LocalKafka, free_port
 
+os.environ["RXSM_ENV"] = "development"
+"""Tests run in development mode: the built-in development keys sign their tokens and seal their
+events (a service outside it refuses to start on them; tests/plumbing/test_secrets.py)."""
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

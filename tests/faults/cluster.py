@@ -179,6 +179,7 @@ class Cluster:
             "RXSM_RETRY_BACKOFF_SECONDS": "0.05",
             "RXSM_REDELIVERY_DELAY_SECONDS": "1",
             "RXSM_LOG_LEVEL": "INFO",
+            "RXSM_ENV": "development",
             PORT_ENV: str(port),
             # Restarts import from cached bytecode, kept out of the source tree.
             "PYTHONPYCACHEPREFIX": str(self.pycache),

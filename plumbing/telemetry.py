@@ -5,6 +5,7 @@ in the same headers (the FastAPI instrumentation). Spans go over OTLP/HTTP when 
 """
 
 import os
+import secrets
 
 from aiokafka import ConsumerRecord
 from opentelemetry import propagate, trace
@@ -13,6 +14,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.semconv.trace import SpanAttributes
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -60,6 +62,25 @@ class ToolAttributeProcessor(SpanProcessor):
         return None
 
 
+class SystemRandomIdGenerator(IdGenerator):
+    """Trace and span ids from the operating system's randomness. OpenTelemetry's default draws them
+    from the ``random`` module, which any library (or a test framework) may seed: two requests would
+    then share a trace id."""
+
+    def generate_span_id(self) -> int:
+        return _nonzero(64)
+
+    def generate_trace_id(self) -> int:
+        return _nonzero(128)
+
+
+def _nonzero(bits: int) -> int:
+    while True:
+        value = secrets.randbits(bits)
+        if value:
+            return value
+
+
 def tracer_provider(
     identity: ServiceIdentity,
     otlp_endpoint: str | None = None,
@@ -69,7 +90,8 @@ def tracer_provider(
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": f"rxsm-{identity.name}", TOOL: str(identity.tool)}
-        )
+        ),
+        id_generator=SystemRandomIdGenerator(),
     )
     provider.add_span_processor(ToolAttributeProcessor(identity))
     if exporter is not None:

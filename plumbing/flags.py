@@ -26,6 +26,7 @@ from openfeature.contrib.provider.flagd import FlagdProvider
 from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
+from openfeature.provider import ProviderStatus
 
 RENEWAL_FLOW = "mhv_secure_messaging_medications_renewal_request"
 """The Meds -> SM renewal flow. Off: the renewal service refuses and the Medications app falls back."""
@@ -151,6 +152,11 @@ class FeatureFlags:
         if details.error_code is ErrorCode.FLAG_NOT_FOUND:
             return flag in OPEN_UNLESS_LISTED
         return details.value
+
+    def provider_status(self) -> ProviderStatus:
+        """READY while the flag file loads; ERROR while it is missing or not valid flagd JSON (the
+        last flags read still answer meanwhile), READY again once it loads (for ``/ready``)."""
+        return self._client.get_provider_status()
 
     def cohort(self, veteran_id: str) -> str:
         """``new`` when the Veteran is in the new SM flow (the OH pilot), else ``base``."""

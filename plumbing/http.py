@@ -1,7 +1,8 @@
-"""The FastAPI app each service serves: its broker's lifecycle, health, clear 422s, and tracing."""
+"""The FastAPI app each service serves: its broker's lifecycle, health and readiness, clear 422s, and
+tracing."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
+from openfeature.provider import ProviderStatus
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
@@ -19,8 +21,11 @@ from opentelemetry.instrumentation.propagators import (
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plumbing.flags import FeatureFlags
 from plumbing.identity import ServiceIdentity
 from plumbing.metrics import ServiceMetrics
 from plumbing.settings import ServiceSettings, service_auth
@@ -102,6 +107,87 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
 
 log = structlog.get_logger("rxsm.http")
 
+READY_TIMEOUT_SECONDS = 2.0
+"""How long ``/ready`` waits for each dependency (they are asked at once) before calling it down."""
+
+OK = "ok"
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready")
+    service: str
+    checks: dict[str, str] = Field(
+        description="Each dependency checked (database, kafka, flags) and its state: ok."
+    )
+
+
+class NotReady(Problem):
+    checks: dict[str, str] = Field(
+        description="Each dependency checked: ok, or why it is not (never a URL or a secret)."
+    )
+
+
+class Unready(Exception):
+    """A dependency answered, and the answer is no; the message says why (no URL, no secret)."""
+
+
+Check = Callable[[], Awaitable[None]]
+
+
+def database_check(engine: AsyncEngine) -> Check:
+    """``SELECT 1`` on a connection of the service's own engine (its pool, its URL)."""
+
+    async def check() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return check
+
+
+def kafka_check(broker: KafkaBroker) -> Check:
+    """The service's broker is connected and the cluster answers a metadata request."""
+
+    async def check() -> None:
+        if not await broker.ping(timeout=READY_TIMEOUT_SECONDS):
+            raise Unready("the broker is not connected or the cluster does not answer")
+
+    return check
+
+
+def flags_check(flags: FeatureFlags) -> Check:
+    """The flag provider is READY: the flag file was read and is valid."""
+
+    async def check() -> None:
+        status = flags.provider_status()
+        if status != ProviderStatus.READY:
+            raise Unready(
+                f"the flag provider is {status.value}: the flag file is missing or invalid"
+            )
+
+    return check
+
+
+async def readiness(checks: Mapping[str, Check]) -> dict[str, str]:
+    """Every check at once, each within ``READY_TIMEOUT_SECONDS``: ``ok`` or why not."""
+
+    async def run(name: str, check: Check) -> str:
+        try:
+            await asyncio.wait_for(check(), READY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            reason = f"no answer within {READY_TIMEOUT_SECONDS:g} s"
+        except Unready as error:
+            reason = str(error)
+        except Exception as error:  # the type only: a driver's message may carry a URL
+            reason = f"failed ({type(error).__name__})"
+        else:
+            return OK
+        log.warning("not ready", dependency=name, reason=reason)
+        return reason
+
+    results = await asyncio.gather(*(run(name, check) for name, check in checks.items()))
+    return dict(zip(checks, results, strict=True))
+
+
 Background = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -117,6 +203,8 @@ def service_app(
     metrics: ServiceMetrics | None = None,
     background: Sequence[Background] = (),
     drain: Sequence[Background] = (),
+    database: AsyncEngine | None = None,
+    flags: FeatureFlags | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker.
 
@@ -126,6 +214,9 @@ def service_app(
     ``background`` tasks (an outbox relay, a sweep) run while the app serves. On shutdown (SIGTERM):
     the consumers stop first (in-flight handlers finish and commit), then ``drain`` runs (e.g. a last
     outbox relay) while the producer is still open, then the broker closes and spans are flushed.
+
+    ``/health`` is liveness (the process serves); ``/ready`` checks Kafka, and the ``database`` and
+    the ``flags`` provider when given.
     """
     metrics = metrics or ServiceMetrics(identity)
 
@@ -176,6 +267,29 @@ def service_app(
     async def health() -> dict[str, str]:
         """Liveness: the process is up and serving."""
         return {"status": "ok", "service": identity.name, "tool": str(identity.tool)}
+
+    checks: dict[str, Check] = {}
+    if database is not None:
+        checks["database"] = database_check(database)
+    checks["kafka"] = kafka_check(broker)
+    if flags is not None:
+        checks["flags"] = flags_check(flags)
+
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={503: {"model": NotReady, "description": "A dependency is down (not_ready)."}},
+    )
+    async def ready() -> Readiness | JSONResponse:
+        """Readiness: the database answers ``SELECT 1``, the broker is connected and the cluster
+        answers, the flag provider is READY. 503 names each check that failed."""
+        results = await readiness(checks)
+        failed = {name: reason for name, reason in results.items() if reason != OK}
+        if failed:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+            return problem(503, "not_ready", f"Not ready: {reasons}.", checks=results)
+        return Readiness(status="ready", service=identity.name, checks=results)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus_metrics() -> PlainTextResponse:

@@ -84,6 +84,7 @@ def create_app(
         description="Resolves the care teams (triage groups) a renewal or new message can go to.",
         resources=resources_of(client, flags),
         metrics=metrics,
+        flags=flags,
     )
     app.state.careteam = deps
     app.state.flags = flags

@@ -90,6 +90,8 @@ def create_app(
         metrics=metrics,
         background=[relay.run],
         drain=[drain_outbox],
+        database=engine,
+        flags=flags,
     )
     app.state.messaging = deps
     app.state.flags = flags

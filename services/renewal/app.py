@@ -84,6 +84,8 @@ def create_app(
         metrics=metrics,
         background=[sweep, relay.run],
         drain=[partial(drain_outbox, relay)],
+        database=engine,
+        flags=flags,
     )
     app.state.sessions = sessions
     app.state.flags = flags

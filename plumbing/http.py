@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plumbing.flags import FeatureFlags
 from plumbing.identity import ServiceIdentity
@@ -54,9 +55,86 @@ def problem(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content=jsonable_encoder(content))
 
 
+MAX_BODY_BYTES = 256 * 1024
+"""The largest request body an rxsm service reads: 256 KiB, rxsm's own limit. VA's prescription
+records run to a few KB (the largest of VA's fixtures in tests/fixtures/va is 5.5 KB), a renewal
+request's text fields are bounded far below it (schemas/records.py), and a draft of the longest body
+(20,000 characters, services/messaging) fits even when every character is JSON-escaped."""
+
+
+def body_too_large(limit: int) -> str:
+    return f"The request body is over {limit} bytes ({limit // 1024} KiB): send a smaller one."
+
+
+class BodyTooLarge(HTTPException):
+    """A streamed body passed the limit while it was read; answered 413 ``too_large``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail={"code": "too_large", "message": body_too_large(limit)})
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is refused with 413 ``too_large`` before it
+    is read into memory. A Content-Length over the limit is answered at once, without reading a byte
+    of the body (and the connection is closed, since the body is left unread); a body without one
+    (chunked) is counted as it streams in, and the read that passes the limit fails."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = problem(413, "too_large", body_too_large(self.max_bytes))
+        answer.headers["Connection"] = "close"
+        await answer(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 API_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "The body is not JSON (malformed_json)."},
     401: {"model": Problem, "description": "No valid bearer token (unauthorized)."},
+    413: {"model": Problem, "description": "The body is over 256 KiB (too_large)."},
     422: {"model": Problem, "description": "The request is invalid: each field and what to fix."},
 }
 """The error answers every authenticated route can give, for its OpenAPI ``responses``."""
@@ -205,6 +283,7 @@ def service_app(
     drain: Sequence[Background] = (),
     database: AsyncEngine | None = None,
     flags: FeatureFlags | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """A FastAPI app whose lifespan opens ``resources`` (e.g. the database), then runs the broker.
 
@@ -217,6 +296,9 @@ def service_app(
 
     ``/health`` is liveness (the process serves); ``/ready`` checks Kafka, and the ``database`` and
     the ``flags`` provider when given.
+
+    A request body over ``max_body_bytes`` is refused with 413 ``too_large`` before it is read
+    (``BodyLimit``).
     """
     metrics = metrics or ServiceMetrics(identity)
 
@@ -262,6 +344,7 @@ def service_app(
     app.state.broker = broker
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

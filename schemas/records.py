@@ -132,34 +132,55 @@ def _as_javascript_writes_it(value: Any) -> Any:
 DisplayedText = Annotated[str | None, BeforeValidator(_as_javascript_writes_it)]
 """Text VA shows as it comes, which upstream may send as a number."""
 
+CODE_LENGTH = 64
+"""Characters of a prescription's codes and short values: its number, statuses, source, quantity."""
+NAME_LENGTH = 200
+"""Characters of a person's or a facility's name: providerFirstName, providerLastName, facilityName."""
+MEDICATION_NAME_LENGTH = 500
+"""Characters of ``prescriptionName`` (name, strength and form)."""
+INSTRUCTIONS_LENGTH = 2_000
+"""Characters of ``sig``, the instructions."""
+REASON_LENGTH = 1_000
+"""Characters of ``reason``, the reason for use."""
+MOST_COUNTED = 9_999
+"""The largest count a prescription may give (refills left, dispenses, repeats allowed)."""
+MOST_REFILL_RECORDS = 100
+"""Entries of ``rxRfRecords``."""
+# The limits above are rxsm's own: VA states none for these fields (vets-api serves what VistA and
+# Oracle Health hold). They are generous beside VA's own records (the longest values in VA's
+# fixtures, tests/fixtures/va: a sig of 63 characters, a medication name of 38, 1 refill record), and
+# they bound every text a renewal request carries, so that the event of any request they let through
+# fits in one Kafka record (services/renewal/README.md, Limits).
+
 
 class Prescription(UpstreamRecord):
     """A prescription as vets-api serves it to the Medications app (domain.md section 2): VistA
     records from /my_health/v1, Oracle Health records from /my_health/v2."""
 
     prescriptionId: str = Field(min_length=1, max_length=64)
-    prescriptionName: str | None = None
-    prescriptionNumber: DisplayedText = None
-    dispStatus: str | None = None
-    refillStatus: str | None = None
-    refillRemaining: int | None = Field(default=None, ge=0)
+    prescriptionName: str | None = Field(default=None, max_length=MEDICATION_NAME_LENGTH)
+    prescriptionNumber: DisplayedText = Field(default=None, max_length=CODE_LENGTH)
+    dispStatus: str | None = Field(default=None, max_length=CODE_LENGTH)
+    refillStatus: str | None = Field(default=None, max_length=CODE_LENGTH)
+    refillRemaining: int | None = Field(default=None, ge=0, le=MOST_COUNTED)
     expirationDate: UpstreamDate | None = None
     isRefillable: StrictBool | None = None
     isRenewable: StrictBool | None = None
-    prescriptionSource: str | None = None
+    prescriptionSource: str | None = Field(default=None, max_length=CODE_LENGTH)
     stationNumber: str | None = Field(default=None, min_length=1, max_length=16)
-    facilityName: str | None = None
-    sig: str | None = None
-    reason: str | None = None
-    providerFirstName: str | None = None
-    providerLastName: str | None = None
-    quantity: DisplayedText = None
+    facilityName: str | None = Field(default=None, max_length=NAME_LENGTH)
+    sig: str | None = Field(default=None, max_length=INSTRUCTIONS_LENGTH)
+    reason: str | None = Field(default=None, max_length=REASON_LENGTH)
+    providerFirstName: str | None = Field(default=None, max_length=NAME_LENGTH)
+    providerLastName: str | None = Field(default=None, max_length=NAME_LENGTH)
+    quantity: DisplayedText = Field(default=None, max_length=CODE_LENGTH)
     sortedDispensedDate: UpstreamDate | None = None
     dispensedDate: UpstreamDate | None = None
     orderedDate: UpstreamDate | None = None
     rxRfRecords: Annotated[list[RefillRecord | None] | None, BeforeValidator(_refill_records)] = (
         Field(
             default=None,
+            max_length=MOST_REFILL_RECORDS,
             description="VistA: the refill records; VA measures the renewal window from the "
             "first one's expirationDate when it has one.",
         )
@@ -179,14 +200,21 @@ class Prescription(UpstreamRecord):
         ),
     )
     dispenseCount: int | None = Field(
-        default=None, ge=0, description="Oracle Health: MedicationDispense records, any status."
+        default=None,
+        ge=0,
+        le=MOST_COUNTED,
+        description="Oracle Health: MedicationDispense records, any status.",
     )
     completedDispenseCount: int | None = Field(
-        default=None, ge=0, description="Oracle Health: MedicationDispense records completed."
+        default=None,
+        ge=0,
+        le=MOST_COUNTED,
+        description="Oracle Health: MedicationDispense records completed.",
     )
     numberOfRepeatsAllowed: int | None = Field(
         default=None,
         ge=0,
+        le=MOST_COUNTED,
         description="Oracle Health: MedicationRequest.dispenseRequest.numberOfRepeatsAllowed.",
     )
     refillRequested: bool | None = Field(

@@ -1,6 +1,6 @@
 """The outbox publishes exactly what was committed, in order, on the real broker; the inbox dedups."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from plumbing.broker import make_broker
 from plumbing.database import create_tables, make_engine, session_factory
 from plumbing.identity import ServiceIdentity
-from plumbing.outbox import OutboxBase, OutboxRelay, OutboxRow, first_time, stage
+from plumbing.metrics import SetAsideGauge
+from plumbing.outbox import (
+    OutboxBase,
+    OutboxRelay,
+    OutboxRow,
+    SetAside,
+    first_time,
+    set_aside,
+    stage,
+)
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from schemas import topics
@@ -92,32 +101,67 @@ async def test_the_inbox_lets_an_event_through_once_per_consumer_group(
         assert await first_time(session, "rxsm-renewal-ledger", event_id)
 
 
+def oversized_row(key: bytes) -> OutboxRow:
+    """An event over 1 MB, as staged before rxsm refused them at staging (or as a broker with a
+    smaller limit than the producer's would refuse it)."""
+    return OutboxRow(
+        event_id=str(uuid4()),
+        topic=topics.CARE_TEAMS,
+        key=key,
+        value=b'{"pad": "' + b"x" * 2_000_000 + b'"}',
+        headers={"rxsm-event-type": "careteams.unavailable"},
+        created_at=datetime.now(UTC),
+        published_at=None,
+    )
+
+
 async def test_an_event_kafka_can_never_take_is_set_aside_and_does_not_block_the_rest(
     sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker, kafka_bootstrap: str
 ) -> None:
     renewal_id = uuid4()
     async with sessions.begin() as session:
         stage(session, unavailable(renewal_id))
-        session.add(
-            OutboxRow(
-                event_id=str(uuid4()),
-                topic=topics.CARE_TEAMS,
-                key=b"too-large",
-                value=b'{"pad": "' + b"x" * 2_000_000 + b'"}',
-                headers={"rxsm-event-type": "careteams.unavailable"},
-                created_at=datetime.now(UTC),
-                published_at=None,
-            )
-        )
+        session.add(oversized_row(b"too-large"))
         stage(session, unavailable(renewal_id))
-    relay = OutboxRelay(sessions, broker)
+    told: list[list[SetAside]] = []
+
+    async def on_set_aside(session: AsyncSession, rows: Sequence[SetAside]) -> None:
+        told.append(list(rows))
+
+    gauge = SetAsideGauge()
+    relay = OutboxRelay(sessions, broker, on_set_aside=on_set_aside, set_aside_gauge=gauge)
 
     assert await relay.relay_once() == 2
     assert await relay.relay_once() == 0
     async with sessions() as session:
         [refused] = await session.scalars(select(OutboxRow).where(OutboxRow.key == b"too-large"))
-    assert refused.refused_reason == "MessageSizeTooLargeError"
+        listed = await set_aside(session)
+    assert refused.refused_reason == "event_too_large"
+    assert [[(r.key, r.reason, r.event_type) for r in rows] for rows in told] == [
+        [("too-large", "event_too_large", "careteams.unavailable")]
+    ]
+    assert [(r.event_id, r.topic, r.reason) for r in listed] == [
+        (refused.event_id, topics.CARE_TEAMS, "event_too_large")
+    ]
+    assert listed[0].size > 2_000_000
+    assert gauge.value == 1
     found = await read_topic(
         kafka_bootstrap, topics.CARE_TEAMS, lambda e: e.get("renewal_id") == str(renewal_id), 2
     )
     assert len(found) == 2
+
+
+async def test_what_fails_while_an_event_is_set_aside_leaves_it_to_be_tried_again(
+    sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker
+) -> None:
+    async with sessions.begin() as session:
+        session.add(oversized_row(b"retried"))
+
+    async def failing(session: AsyncSession, rows: Sequence[SetAside]) -> None:
+        raise RuntimeError("the service could not record the failure")
+
+    with pytest.raises(RuntimeError):
+        await OutboxRelay(sessions, broker, on_set_aside=failing).relay_once()
+    async with sessions() as session:
+        [row] = await session.scalars(select(OutboxRow).where(OutboxRow.key == b"retried"))
+    assert (row.published_at, row.refused_reason) == (None, None)

@@ -9,7 +9,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from plumbing.auth import DEVELOPMENT, AuthSettings, Environment
 from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from plumbing.kafka_security import KafkaSecurity, Mechanism, Protocol
+from schemas import topics as kafka_topics
 from schemas.sealing import KEYS_ENV, keyring
+
+REDELIVERY_DAYS = max(*kafka_topics.RETENTION_DAYS.values(), kafka_topics.RETRY_RETENTION_DAYS)
+"""How long Kafka may hand a consumer a record again: the longest retention of rxsm's topics."""
 
 
 class ServiceSettings(BaseSettings):
@@ -50,6 +54,28 @@ class ServiceSettings(BaseSettings):
     data_dir: str = Field(default=".run", description="Where the embedded SQLite databases live.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; SQLite in data_dir when unset."
+    )
+    db_migrate: bool = Field(
+        default=True,
+        description="Upgrade the database's schema at start; when false, a service refuses to start "
+        "on a schema behind its code (run `rxsm db upgrade` first).",
+    )
+    retention_outbox_days: float = Field(
+        default=1.0, gt=0, description="Published outbox rows are deleted after this long."
+    )
+    retention_inbox_days: float = Field(
+        default=REDELIVERY_DAYS + 1,
+        ge=REDELIVERY_DAYS,
+        description="Processed-event ids are kept at least as long as Kafka can redeliver their "
+        "events (REDELIVERY_DAYS), plus a margin (plumbing/retention.py).",
+    )
+    retention_finished_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="Finished journeys (and outbox rows Kafka refused) are deleted after this long.",
+    )
+    retention_sweep_seconds: float = Field(
+        default=3600.0, gt=0, description="How often retention deletes what is past its age."
     )
     retry_attempts: int = Field(default=3, ge=1, description="In-process tries of a failing event.")
     retry_backoff_seconds: float = Field(default=0.2, ge=0)

@@ -33,6 +33,8 @@ dlq = typer.Typer(help="Dead letters: records no consumer could process.", no_ar
 app.add_typer(dlq, name="dlq")
 flags_app = typer.Typer(help="Per-Veteran feature flags (the release plans' rollout).")
 app.add_typer(flags_app, name="flags")
+db_app = typer.Typer(help="The services' database schemas (migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 PIPED_WIDTH = 1_000
 console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 """Piped (to grep, a file, a ticket), tables keep full names and ids rather than folding at 80 columns."""
@@ -616,6 +618,70 @@ def report(
         print_json(found.model_dump(mode="json"))
         return
     print_report(found)
+
+
+class Stateful(StrEnum):
+    renewal = "renewal"
+    messaging = "messaging"
+
+
+DbService = Annotated[
+    Stateful | None,
+    typer.Option(
+        "--service", help="One service's database (default: each stateful service's database)."
+    ),
+]
+
+
+@db_app.command(name="upgrade")
+@logged
+def db_upgrade(service: DbService = None) -> None:
+    """Upgrade each database to this release's schema (RXSM_DATABASE_URL, else SQLite in
+    RXSM_DATA_DIR); a database made before migrations is adopted, never recreated."""
+    from plumbing.migrations import SchemaError
+    from rxsm import db
+
+    try:
+        for line in db.upgrade(service.value if service else None):
+            console.print(line)
+    except SchemaError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@db_app.command(name="status")
+@logged
+def db_status(service: DbService = None, as_json: AsJson = False) -> None:
+    """Each database's schema revisions, and whether they are this release's (exit 1 if not)."""
+    from plumbing.migrations import SchemaError
+    from rxsm import db
+
+    try:
+        found = db.status(service.value if service else None)
+    except SchemaError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        print_json(
+            [
+                {**vars(schema), "at": sorted(schema.at), "needed": sorted(schema.needed)}
+                | {"current": schema.current}
+                for schema in found
+            ]
+        )
+    else:
+        shown = table("service", "database", "at", "this release needs", "current")
+        for schema in found:
+            shown.add_row(
+                schema.service,
+                schema.url,
+                ", ".join(sorted(schema.at)) or "-",
+                ", ".join(sorted(schema.needed)),
+                "yes" if schema.current else "[bold red]no[/]: rxsm db upgrade",
+            )
+        console.print(shown)
+    if not all(schema.current for schema in found):
+        raise typer.Exit(1)
 
 
 def main() -> None:

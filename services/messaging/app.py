@@ -7,15 +7,17 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
-from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.database import make_engine, session_factory
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
-from plumbing.outbox import OutboxBase, OutboxRelay
+from plumbing.migrations import prepare_schema
+from plumbing.outbox import OutboxRelay
+from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
-from services.messaging.adapters.storage import Base
+from services.messaging.adapters.storage import prune_closed
 from services.messaging.adapters.upstream import (
     BuiltinSecureMessaging,
     HttpSecureMessaging,
@@ -50,6 +52,12 @@ def create_app(
     relay = OutboxRelay(sessions, broker)
     flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
+    pruner = Pruner(
+        sessions,
+        rules(settings, ("message_sends", "message_drafts"), prune_closed),
+        metrics.pruned_rows,
+        settings.retention_sweep_seconds,
+    )
     deps = Messaging(
         sessions=sessions,
         upstream=upstream_for(own, sessions),
@@ -62,8 +70,7 @@ def create_app(
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
-        await create_tables(engine, Base)
-        await create_tables(engine, OutboxBase)
+        await prepare_schema(engine, IDENTITY.name, settings.db_migrate)
         try:
             yield
         finally:
@@ -88,7 +95,7 @@ def create_app(
         ),
         resources=resources,
         metrics=metrics,
-        background=[relay.run],
+        background=[relay.run, pruner.run],
         drain=[drain_outbox],
         database=engine,
         flags=flags,

@@ -10,15 +10,17 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
 
 from plumbing.broker import make_broker
-from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.database import make_engine, session_factory
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
-from plumbing.outbox import OutboxBase, OutboxRelay
+from plumbing.migrations import prepare_schema
+from plumbing.outbox import OutboxRelay
+from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
-from services.renewal.adapters.ledger import Base
+from services.renewal.adapters.ledger import prune_finished
 from services.renewal.entrypoints import IDENTITY, drain_outbox, http, subscribers, sweep_stalls
 
 
@@ -48,6 +50,12 @@ def create_app(
     relay = OutboxRelay(sessions, broker)
     flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
+    pruner = Pruner(
+        sessions,
+        rules(settings, ("journey_steps", "renewals"), prune_finished),
+        metrics.pruned_rows,
+        settings.retention_sweep_seconds,
+    )
     broker.context.set_global("sessions", sessions)
     broker.context.set_global("flags", flags)
     broker.context.set_global("relay", relay)
@@ -62,8 +70,7 @@ def create_app(
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
-        await create_tables(engine, Base)
-        await create_tables(engine, OutboxBase)
+        await prepare_schema(engine, IDENTITY.name, settings.db_migrate)
         try:
             yield
         finally:
@@ -82,7 +89,7 @@ def create_app(
         ),
         resources=resources,
         metrics=metrics,
-        background=[sweep, relay.run],
+        background=[sweep, relay.run, pruner.run],
         drain=[partial(drain_outbox, relay)],
         database=engine,
         flags=flags,

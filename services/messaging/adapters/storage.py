@@ -3,6 +3,7 @@
 A sent or deleted draft keeps its row, emptied of subject and body, so a care-teams event for the same
 renewal finds it and does not prefill the renewal again. A draft keeps its journey's rollout cohort and
 the W3C ``traceparent`` of the span that created it, so later requests on it join the journey's trace.
+Retention deletes sent and deleted drafts, with their sends, once they are old (``prune_closed``).
 """
 
 from collections.abc import Sequence
@@ -10,11 +11,22 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import JSON, Boolean, CursorResult, Integer, String, Text, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CursorResult,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plumbing.database import UtcDateTime
+from plumbing.outbox import deleted
 from schemas.events import Platform, TeamSelection
 from schemas.records import CareSystem
 from schemas.vocabulary import Category, Ehr, PickerKind
@@ -212,3 +224,20 @@ async def builtin_messages_of_draft(
         select(BuiltinMessageRow).where(BuiltinMessageRow.draft_id == str(draft_id))
     )
     return list(found)
+
+
+async def prune_closed(session: AsyncSession, before: datetime, limit: int) -> dict[str, int]:
+    """Delete up to ``limit`` drafts sent or deleted before ``before``, with their sends."""
+    closed = list(
+        await session.scalars(
+            select(DraftRow.id)
+            .where(DraftRow.state != DraftState.OPEN.value, DraftRow.updated_at < before)
+            .order_by(DraftRow.id)
+            .limit(limit)
+        )
+    )
+    if not closed:
+        return {"message_sends": 0, "message_drafts": 0}
+    sends = await session.execute(delete(SendRow).where(SendRow.draft_id.in_(closed)))
+    drafts = await session.execute(delete(DraftRow).where(DraftRow.id.in_(closed)))
+    return {"message_sends": deleted(sends), "message_drafts": deleted(drafts)}

@@ -2,17 +2,29 @@
 
 One row per renewal request (accepted or refused) and one per step it reached. A step's primary key
 is the id of the event that recorded it; the ledger consumer also records each event id in the inbox
-(plumbing.outbox), in the same transaction.
+(plumbing.outbox), in the same transaction. Retention deletes finished renewals with their steps
+(``prune_finished``); a late event about one is then about no renewal of ours, and is ignored.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Boolean, ColumnElement, ForeignKey, String, and_, func, or_, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    ForeignKey,
+    String,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plumbing.database import UtcDateTime
+from plumbing.outbox import deleted
 from schemas.vocabulary import Tool
 from services.renewal.domain import Status, Step, StepRecord
 
@@ -164,3 +176,21 @@ async def steps_of_each(
     for step in found:
         steps[step.renewal_id].append(step)
     return steps
+
+
+async def prune_finished(session: AsyncSession, before: datetime, limit: int) -> dict[str, int]:
+    """Delete up to ``limit`` renewals that finished before ``before``, with their steps. A finished
+    renewal (refused, or closed by its last step) is one whose ``open_key`` is cleared."""
+    finished = list(
+        await session.scalars(
+            select(RenewalRow.id)
+            .where(RenewalRow.open_key.is_(None), RenewalRow.status_since < before)
+            .order_by(RenewalRow.id)
+            .limit(limit)
+        )
+    )
+    if not finished:
+        return {"journey_steps": 0, "renewals": 0}
+    steps = await session.execute(delete(StepRow).where(StepRow.renewal_id.in_(finished)))
+    renewals = await session.execute(delete(RenewalRow).where(RenewalRow.id.in_(finished)))
+    return {"journey_steps": deleted(steps), "renewals": deleted(renewals)}

@@ -117,6 +117,17 @@ class ConsumerLag:
             self.values[(group, tp.topic, tp.partition)] = max(highwater - position, 0)
 
 
+@dataclass
+class SetAsideGauge:
+    """How many outbox events Kafka refused for good and the outbox set aside (the relay counts
+    them in the database: at start, after setting one aside, and every minute)."""
+
+    value: int = 0
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self.value)
+
+
 class ServiceMetrics:
     """One service's meter provider, its Prometheus registry, and the flow's instruments."""
 
@@ -169,6 +180,12 @@ class ServiceMetrics:
         )
         self.pruned_rows = meter.create_counter(
             "rxsm.pruned_rows", description="Rows deleted by retention, by table"
+        )
+        self.outbox_set_aside = SetAsideGauge()
+        meter.create_observable_gauge(
+            "rxsm.outbox.set_aside",
+            callbacks=[self.outbox_set_aside.observe],
+            description="Events Kafka refused for good, set aside in the outbox (rxsm outbox)",
         )
         self.lag = ConsumerLag()
         meter.create_observable_gauge(

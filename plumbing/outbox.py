@@ -9,17 +9,26 @@
 The trace context of the transaction that wrote an event is stored with it, so the relay's publish joins
 the handler's trace.
 
+An event Kafka could never take is refused when it is staged (``EventTooLarge``), so the change that
+made it fails with it. One Kafka refuses all the same (a broker with a smaller limit, a bad topic) is
+set aside with its reason: it shows in ``rxsm outbox`` and in the ``rxsm_outbox_set_aside`` gauge, and
+the service's ``on_set_aside`` fails what was waiting for it.
+
 Retention (plumbing.retention) deletes published rows and old inbox ids with ``prune_outbox`` and
 ``prune_inbox``, a batch at a time.
 """
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import structlog
 from aiokafka.errors import InvalidMessageError, InvalidTopicError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
 from opentelemetry.propagate import extract, inject
@@ -30,6 +39,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     delete,
+    func,
     select,
     tuple_,
     update,
@@ -38,12 +48,42 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plumbing.database import UtcDateTime
+from plumbing.metrics import SetAsideGauge
 from plumbing.publishing import EVENT_TYPE_HEADER
 from schemas.events import Event
 from schemas.topics import TOPIC_OF_EVENT
 
-UNPUBLISHABLE = (MessageSizeTooLargeError, InvalidTopicError, InvalidMessageError)
+SET_ASIDE_REASONS: dict[type[Exception], str] = {
+    MessageSizeTooLargeError: "event_too_large",
+    InvalidTopicError: "topic_invalid",
+    InvalidMessageError: "record_invalid",
+}
+"""What Kafka can never take, and the reason a row set aside for it records."""
+UNPUBLISHABLE = tuple(SET_ASIDE_REASONS)
+EVENT_MAX_BYTES = 1_000_000
+"""The largest Kafka record (key, value and headers, as aiokafka sizes it) ``stage`` takes. Kafka
+refuses larger ones: the producer checks aiokafka's ``max_request_size`` (1,048,576 bytes by
+default, as rxsm's brokers are made) before sending, and the broker its ``message.max.bytes``
+(1,048,588 by default). The 48 KiB between leave room for the headers added when the event is
+published (its trace context)."""
 log = structlog.get_logger("rxsm.outbox")
+
+
+class EventTooLarge(ValueError):
+    """An event Kafka would refuse for its size: it is never staged, and the transaction that staged
+    it fails (so nothing it did is kept)."""
+
+    def __init__(self, event_type: str, size: int, limit: int = EVENT_MAX_BYTES) -> None:
+        super().__init__(f"the {event_type} event would be {size} bytes on Kafka, over {limit}")
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
+
+
+def record_size(key: bytes, value: bytes, headers: dict[str, str]) -> int:
+    """A Kafka record's size as the producer measures it against ``max_request_size``."""
+    encoded = [(name, header.encode()) for name, header in headers.items()]
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, encoded))
 
 
 class OutboxBase(DeclarativeBase):
@@ -78,21 +118,77 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def stage(session: AsyncSession, event: Event) -> None:
-    """Add ``event`` to the outbox in the caller's transaction; it is published after commit."""
+def stage(session: AsyncSession, event: Event, max_bytes: int = EVENT_MAX_BYTES) -> None:
+    """Add ``event`` to the outbox in the caller's transaction; it is published after commit.
+    ``EventTooLarge`` when its record would be over ``max_bytes``: Kafka could never take it."""
     headers: dict[str, str] = {EVENT_TYPE_HEADER: event.event_type}
     inject(headers)
+    value = event.model_dump_json().encode()
+    size = record_size(event.key, value, headers)
+    if size > max_bytes:
+        raise EventTooLarge(event.event_type, size, max_bytes)
     session.add(
         OutboxRow(
             event_id=str(event.event_id),
             topic=TOPIC_OF_EVENT[event.event_type],
             key=event.key,
-            value=event.model_dump_json().encode(),
+            value=value,
             headers=headers,
             created_at=_now(),
             published_at=None,
         )
     )
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An event Kafka refused for good, set aside in the outbox (ids, sizes and the reason only)."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    key: str
+    """The Kafka key: the renewal id (or the draft id) the event is about."""
+    size: int
+    reason: str
+    created_at: datetime
+    set_aside_at: datetime | None
+
+    @classmethod
+    def of(cls, row: OutboxRow) -> "SetAside":
+        return cls(
+            event_id=row.event_id,
+            event_type=row.headers.get(EVENT_TYPE_HEADER, ""),
+            topic=row.topic,
+            key=row.key.decode("utf-8", "replace"),
+            size=len(row.value),
+            reason=row.refused_reason or "",
+            created_at=row.created_at,
+            set_aside_at=row.published_at,
+        )
+
+
+async def set_aside(session: AsyncSession, limit: int = 1000) -> list[SetAside]:
+    """The events set aside, most recent first (``rxsm outbox`` lists them)."""
+    rows = await session.scalars(
+        select(OutboxRow)
+        .where(OutboxRow.refused_reason.is_not(None))
+        .order_by(OutboxRow.id.desc())
+        .limit(limit)
+    )
+    return [SetAside.of(row) for row in rows]
+
+
+async def count_set_aside(session: AsyncSession) -> int:
+    found = await session.scalar(
+        select(func.count()).select_from(OutboxRow).where(OutboxRow.refused_reason.is_not(None))
+    )
+    return int(found or 0)
+
+
+OnSetAside = Callable[[AsyncSession, Sequence[SetAside]], Awaitable[None]]
+"""What a service does, in the relay's transaction, about events just set aside (e.g. fail the
+renewal whose event it was)."""
 
 
 async def first_time(session: AsyncSession, consumer_group: str, event_id: object) -> bool:
@@ -177,18 +273,38 @@ class OutboxRelay:
         broker: KafkaBroker,
         batch_size: int = 200,
         idle_seconds: float = 0.5,
+        *,
+        on_set_aside: OnSetAside | None = None,
+        set_aside_gauge: SetAsideGauge | None = None,
+        recount_seconds: float = 60.0,
     ) -> None:
         self._sessions = sessions
         self._broker = broker
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
         self._wake = asyncio.Event()
+        self._on_set_aside = on_set_aside
+        self._gauge = set_aside_gauge
+        self._recount_seconds = recount_seconds
+        self._recounted_at: float | None = None
 
     def notify(self) -> None:
         self._wake.set()
 
+    async def recount(self) -> None:
+        """Bring the set-aside gauge up to date (retention deletes old set-aside rows)."""
+        if self._gauge is None:
+            return
+        async with self._sessions() as session:
+            self._gauge.value = await count_set_aside(session)
+        self._recounted_at = time.monotonic()
+
     async def run(self) -> None:
         while True:
+            recounted = self._recounted_at
+            if recounted is None or time.monotonic() - recounted > self._recount_seconds:
+                with contextlib.suppress(Exception):
+                    await self.recount()
             try:
                 published = await self.relay_once()
             except Exception as error:
@@ -204,7 +320,9 @@ class OutboxRelay:
         """Publish one batch of pending rows; returns how many were published.
 
         A row Kafka refused for a passing reason stays pending and is tried again; a row Kafka can
-        never take (``UNPUBLISHABLE``) is set aside with the reason, so it cannot block the rest.
+        never take (``UNPUBLISHABLE``) is set aside with the reason (``SET_ASIDE_REASONS``), so it
+        cannot block the rest, and ``on_set_aside`` runs in the same transaction: both happen, or
+        neither (and the rows are tried again).
         """
         async with self._sessions.begin() as session:
             query = (
@@ -229,15 +347,27 @@ class OutboxRelay:
                 await session.execute(
                     update(OutboxRow).where(OutboxRow.id.in_(published)).values(published_at=now)
                 )
+            refused = []
             for row, outcome in zip(rows, outcomes, strict=True):
                 if isinstance(outcome, UNPUBLISHABLE):
-                    row.published_at, row.refused_reason = now, type(outcome).__name__
+                    row.published_at = now
+                    row.refused_reason = SET_ASIDE_REASONS[type(outcome)]
+                    refused.append(SetAside.of(row))
                     log.error(
                         "outbox event refused by Kafka; set aside",
                         event_id=row.event_id,
+                        event_type=refused[-1].event_type,
                         topic=row.topic,
+                        key=refused[-1].key,
+                        size=len(row.value),
+                        reason=row.refused_reason,
                         error_type=type(outcome).__name__,
                     )
+            if refused and self._on_set_aside is not None:
+                await self._on_set_aside(session, refused)
+        if refused:
+            with contextlib.suppress(Exception):
+                await self.recount()
         return len(published)
 
     async def _publish(self, row: OutboxRow) -> None:

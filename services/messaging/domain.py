@@ -3,7 +3,9 @@
 Domain facts: domain.md sections 3 (care teams), 4 (the prefilled message, sending) and 5 (SM error codes).
 """
 
-from collections.abc import Collection, Sequence
+import re
+import unicodedata
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
@@ -11,10 +13,46 @@ from typing import Literal
 
 from schemas.events import Platform, TeamSelection
 from schemas.records import CareTeam, Prescription
-from schemas.vocabulary import Category, Ehr
+from schemas.vocabulary import Category, Ehr, UnavailableReason
 
 RENEWAL_SUBJECT = "Renewal Needed"
 SUBJECT_MAX_LENGTH = 50
+"""Characters of a subject: VA's compose form takes 50 (vets-website
+``src/applications/mhv-secure-messaging/components/ComposeForm/ComposeForm.jsx``, the subject's
+``maxlength="50"``); MHV's database holds 512, and the clinicians' application shows 50."""
+BODY_MAX_LENGTH = 20_000
+"""Characters of a message body: rxsm's own. VA sets none (the compose form's body has no maxlength;
+vets-api's ``Message`` validates only that the body is present; MHV stores it as a CLOB). 20,000 is
+some ten pages, and over four times the longest prefilled renewal message the prescription's
+limits allow (tests/messaging/test_text_limits.py)."""
+
+UNSAFE_CHARACTER = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # controls, but tab, line feed, carriage return
+    r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional controls
+    r"\ud800-\udfff]"  # lone surrogates
+)
+"""What text in a message must not hold: control characters (C0, DEL and C1; tab, line feed and
+carriage return are text), the bidirectional formatting controls (Unicode's Bidi_Control: ALM, LRM,
+RLM, the embeddings and overrides U+202A-U+202E, the isolates U+2066-U+2069), which make text read
+otherwise than it is stored, and lone surrogates, which no UTF-8 can carry."""
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of ``text`` a message must not hold, if any."""
+    found = UNSAFE_CHARACTER.search(text)
+    return found.group() if found else None
+
+
+def without_unsafe_characters(text: str) -> str:
+    """``text`` without the characters a message must not hold; newlines and tabs stay."""
+    return UNSAFE_CHARACTER.sub("", text)
+
+
+def code_point(character: str) -> str:
+    """``U+202E (RIGHT-TO-LEFT OVERRIDE)``, or ``U+0000`` for a character without a name."""
+    name = unicodedata.name(character, "")
+    return f"U+{ord(character):04X}" + (f" ({name})" if name else "")
+
 
 RENEWAL_LABELS = (
     "Medication name, strength, and form",
@@ -99,7 +137,8 @@ def _values(rx: Prescription | None) -> tuple[str, ...]:
         rx.quantity,
     )
     return tuple(
-        value or fallback for value, fallback in zip(found, RENEWAL_FALLBACKS, strict=True)
+        without_unsafe_characters(value or "") or fallback
+        for value, fallback in zip(found, RENEWAL_FALLBACKS, strict=True)
     )
 
 
@@ -115,6 +154,11 @@ def prescription_loaded(prescription: Prescription | None) -> bool:
 def renewal_body(prescription: Prescription | None, rx_error: bool | None = None) -> str:
     """The prefilled renewal message, byte for byte as VA's ``buildRxRenewalMessageBody(rx, rxError)``
     writes it: nine ``Label: value`` lines joined by a newline, each value with its fallback.
+
+    Upstream text is written without the characters a message must not hold (``UNSAFE_CHARACTER``:
+    controls other than newlines and tabs, bidirectional controls): VA's builder writes values as
+    they come, but such a character is not the Veteran's to fix, and it would read otherwise than it
+    is stored. A value of nothing else takes its fallback. Text without them is VA's, byte for byte.
 
     ``rx_error`` is VA's ``rxError``, the prescription could not be loaded: every line is its label
     and ``": "``, nothing after it. Left out, it is decided as the service decides it:
@@ -147,6 +191,9 @@ class SmError(Exception):
         message: str,
         retryable: bool = False,
         kind: ErrorKind = "request_refused",
+        *,
+        field: str | None = None,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(code, message)
         self.code = code
@@ -154,6 +201,10 @@ class SmError(Exception):
         self.message = message
         self.retryable = retryable
         self.kind: ErrorKind = kind
+        self.field = field
+        """The request's field the Veteran must fix, when it is one field."""
+        self.details = dict(details or {})
+        """More for the answer, beside its code and message (no PHI)."""
 
     @property
     def error_type(self) -> ErrorKind:
@@ -266,27 +317,80 @@ def draft_not_found() -> SmError:
     return RXSM_ERRORS[DRAFT_NOT_FOUND].error(DRAFT_NOT_FOUND)
 
 
+CARE_TEAM_UNAVAILABLE = "care_team_unavailable"
+
+UNAVAILABLE_MESSAGES = {
+    UnavailableReason.NO_ASSOCIATIONS: "You're not connected to any care teams in this messaging "
+    "tool. If you need to contact your care team, call your VA health facility.",
+    UnavailableReason.ALL_BLOCKED: "You can't send messages to your care teams right now. If you "
+    "need to contact your care teams, call your VA health facility.",
+    UnavailableReason.FACILITY_MIGRATING: "You can't send messages to your care teams right now: "
+    "your facility is moving to a new health record system. If you need to contact your care "
+    "teams, call your VA health facility.",
+    UnavailableReason.DIRECTORY_ERROR: "We couldn't find your care teams, so there is no renewal "
+    "message to send. Try asking for the renewal again later, or call your VA health facility.",
+}
+"""What the Veteran is told when no care team can receive the renewal. No associations and all
+blocked are VA's own alert (vets-website ``src/applications/mhv-secure-messaging/util/constants.js``,
+``BlockedTriageAlertText``: its title, then its message); the other two reasons are rxsm's."""
+
+
+def care_team_unavailable(reason: UnavailableReason) -> SmError:
+    """The renewal has no draft, and never will: no care team could receive it (404, with SM's
+    reason). The same answer as ``draft_not_found`` for a client that reads the status alone."""
+    return SmError(
+        CARE_TEAM_UNAVAILABLE,
+        404,
+        UNAVAILABLE_MESSAGES[reason],
+        details={"reason": reason.value},
+    )
+
+
 def oh_send_timeout() -> SmError:
     return RXSM_ERRORS[OH_SEND_TIMEOUT].error(OH_SEND_TIMEOUT)
 
 
-def invalid(code: str, message: str) -> SmError:
+def invalid(code: str, message: str, field: str | None = None) -> SmError:
     """A request the Veteran can fix (422): ``message`` says how."""
-    return SmError(code, 422, message)
+    return SmError(code, 422, message, field=field)
+
+
+def check_characters(text: str, field: str) -> None:
+    """Refuse text a Veteran wrote that holds a character a message must not hold, naming the field
+    and the character's code point (never the text): the Veteran can see and fix what they wrote."""
+    character = unsafe_character(text)
+    if character is not None:
+        raise invalid(
+            "invalid_character",
+            f"Remove the character {code_point(character)} from the {field}: messages can't "
+            "hold control characters (other than new lines and tabs) or characters that change "
+            "the direction of text.",
+            field,
+        )
 
 
 def check_subject(subject: str) -> None:
     if not subject.strip():
-        raise invalid("subject_required", "Enter a subject.")
+        raise invalid("subject_required", "Enter a subject.", "subject")
     if len(subject) > SUBJECT_MAX_LENGTH:
         raise invalid(
-            "subject_too_long", f"Shorten the subject to {SUBJECT_MAX_LENGTH} characters or fewer."
+            "subject_too_long",
+            f"Shorten the subject to {SUBJECT_MAX_LENGTH} characters or fewer.",
+            "subject",
         )
+    check_characters(subject, "subject")
 
 
 def check_body(body: str) -> None:
     if not body.strip():
-        raise invalid("body_required", "Enter a message.")
+        raise invalid("body_required", "Enter a message.", "body")
+    if len(body) > BODY_MAX_LENGTH:
+        raise invalid(
+            "body_too_long",
+            f"Shorten the message to {BODY_MAX_LENGTH:,} characters or fewer.",
+            "body",
+        )
+    check_characters(body, "body")
 
 
 MIGRATION_BLOCKING_PHASES = frozenset({"p3", "p4", "p5", "p6"})

@@ -36,12 +36,13 @@ from schemas import topics
 from schemas.events import (
     CareTeamsOutcome,
     CareTeamsResolved,
+    CareTeamUnavailable,
     DraftCreated,
     Platform,
     TeamSelection,
 )
 from schemas.records import CareSystem
-from schemas.vocabulary import Category, Cohort, Ehr, PickerKind
+from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, UnavailableReason
 from services.messaging import handlers
 from services.messaging.adapters.storage import DraftRow
 from services.messaging.adapters.tracing import link_to
@@ -87,10 +88,14 @@ async def on_care_teams(
     deps: Annotated[Messaging, Context("messaging")],
     metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
-    """A resolved renewal gets its prefilled draft; "no care team" needs nothing from SM here.
-    Takes the records of the retry topic; the topic itself comes in batches (``on_care_teams_batch``)."""
+    """A resolved renewal gets its prefilled draft; for "no care team" its reason is kept, so the
+    Veteran asking for the draft is told why there is none. Takes the records of the retry topic;
+    the topic itself comes in batches (``on_care_teams_batch``)."""
     if isinstance(event, CareTeamsResolved):
         _report_draft(event, await _create_draft(event, deps, metrics), metrics)
+    else:
+        await handlers.record_no_care_team(event, deps)
+        _report_no_care_team(event)
 
 
 CARE_TEAMS_OUTCOME: TypeAdapter[CareTeamsOutcome] = TypeAdapter(CareTeamsOutcome)
@@ -108,12 +113,15 @@ async def on_care_teams_batch(
 
     async def create_one(event: CareTeamsOutcome) -> DraftCreated | None:
         if not isinstance(event, CareTeamsResolved):
+            await handlers.record_no_care_team(event, deps)
             return None
         return await _create_draft(event, deps, metrics)
 
     def report(event: CareTeamsOutcome, created: DraftCreated | None) -> None:
         if isinstance(event, CareTeamsResolved):
             _report_draft(event, created, metrics)
+        else:
+            _report_no_care_team(event)
 
     batch: Batch[CareTeamsOutcome, DraftCreated] = Batch(
         CARE_TEAMS_OUTCOME,
@@ -144,6 +152,16 @@ async def _create_draft(
             "draft not created", step="draft.create", renewal_id=str(event.renewal_id), code=code
         )
         raise
+
+
+def _report_no_care_team(event: CareTeamUnavailable) -> None:
+    annotate("draft.create", renewal_id=event.renewal_id, ehr=event.ehr)
+    log.info(
+        "no care team for the renewal: no draft",
+        step="draft.create",
+        renewal_id=str(event.renewal_id),
+        reason=event.reason.value,
+    )
 
 
 def _report_draft(
@@ -260,8 +278,29 @@ Metrics = Annotated[ServiceMetrics, Depends(service_metrics)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such draft for this Veteran (draft_not_found)."}
 }
+
+
+class NoCareTeam(Problem):
+    reason: UnavailableReason | None = Field(
+        default=None,
+        description="``care_team_unavailable``: why no care team could receive the renewal.",
+    )
+
+
+RENEWAL_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": NoCareTeam,
+        "description": "``draft_not_found``: no draft (yet) for this Veteran's renewal; "
+        "``care_team_unavailable``: there never will be, no care team could receive the renewal "
+        "(``reason``: no_associations, all_blocked, facility_migrating, directory_error).",
+    }
+}
 REFUSED: dict[int | str, dict[str, Any]] = {
-    422: {"model": Problem, "description": "What to fix: SM119, SM151, subject, body, ..."},
+    422: {
+        "model": Problem,
+        "description": "What to fix: SM119, SM151, subject_too_long, body_too_long, "
+        "invalid_character (naming the field and the character), ...",
+    },
     503: {"model": Problem, "description": "SM is unavailable (SM901)."},
 }
 SEND_FAILED: dict[int | str, dict[str, Any]] = {
@@ -276,8 +315,11 @@ async def sm_error_response(_: Request, error: Exception) -> JSONResponse:
     """An ``SmError`` as its HTTP status and ``{"code", "message"}``; the span says it failed."""
     assert isinstance(error, SmError)
     record_failure(error.error_type, IDENTITY.tool, error.code)
-    log.info("request refused", code=error.code, status=error.status)
-    return problem(error.status, error.code, error.message)
+    log.info("request refused", code=error.code, status=error.status, field=error.field)
+    extra: dict[str, Any] = dict(error.details)
+    if error.field is not None:
+        extra["errors"] = [{"field": error.field, "problem": error.message}]
+    return problem(error.status, error.code, error.message, **extra)
 
 
 def _draft(row: DraftRow) -> Draft:
@@ -385,16 +427,19 @@ async def delete_draft(
     return Response(status_code=204)
 
 
-@http.get("/renewals/{renewal_id}/draft", response_model=Draft, responses=NOT_FOUND)
+@http.get("/renewals/{renewal_id}/draft", response_model=Draft, responses=RENEWAL_NOT_FOUND)
 async def get_renewal_draft(renewal_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
-    """The prefilled draft of one of the calling Veteran's renewals."""
+    """The prefilled draft of one of the calling Veteran's renewals; 404 ``care_team_unavailable``
+    with the ``reason`` when no care team could receive the renewal."""
     annotate("draft.read", renewal_id=renewal_id)
     draft = await handlers.get_renewal_draft(renewal_id, veteran_id, deps)
     annotate("draft.read", ehr=draft.ehr)
     return _draft(draft)
 
 
-@http.get("/renewals/{renewal_id}/care-teams", response_model=CareTeamChoice, responses=NOT_FOUND)
+@http.get(
+    "/renewals/{renewal_id}/care-teams", response_model=CareTeamChoice, responses=RENEWAL_NOT_FOUND
+)
 async def get_renewal_care_teams(
     renewal_id: UUID, veteran_id: VeteranId, deps: Deps
 ) -> CareTeamChoice:

@@ -29,6 +29,7 @@ from plumbing.outbox import mark_processed, processed, stage
 from schemas.events import (
     CareTeamsOutcome,
     CareTeamsResolved,
+    CareTeamUnavailable,
     DraftCreated,
     DraftDeleted,
     DraftUpdated,
@@ -38,10 +39,10 @@ from schemas.events import (
     TeamSelection,
 )
 from schemas.records import CareTeam
-from schemas.vocabulary import Category, Cohort, Ehr
+from schemas.vocabulary import Category, Cohort, Ehr, UnavailableReason
 from services.messaging import domain
 from services.messaging.adapters import storage
-from services.messaging.adapters.storage import DraftRow, SendRow
+from services.messaging.adapters.storage import DraftRow, NoCareTeamRow, SendRow
 from services.messaging.adapters.tracing import current_traceparent
 from services.messaging.adapters.upstream import OutgoingMessage, SecureMessaging
 from services.messaging.domain import (
@@ -124,24 +125,37 @@ async def create_renewal_draft(event: CareTeamsResolved, deps: Messaging) -> Dra
     return created
 
 
+async def record_no_care_team(event: CareTeamUnavailable, deps: Messaging) -> None:
+    """Record why no care team could receive the renewal (once; nothing for an event seen before)."""
+    await create_renewal_drafts([event], deps, alone)
+
+
 async def create_renewal_drafts(
     outcomes: Sequence[CareTeamsOutcome], deps: Messaging, within: Within
 ) -> list[DraftCreated | None]:
-    """``create_renewal_draft`` for a batch of care-team outcomes, in one transaction of two queries
-    and one flush, whatever the batch's size: one result per outcome, in order ("no care team"
-    needs nothing from SM here: None). Each draft is made within ``within(i)``, so it and its event
-    carry the trace of the outcome that asked for it."""
-    events = [e for e in outcomes if isinstance(e, CareTeamsResolved)]
+    """``create_renewal_draft`` for a batch of care-team outcomes, in one transaction of three
+    queries and one flush, whatever the batch's size: one result per outcome, in order. "No care
+    team" gets no draft (None): its reason is recorded, so the Veteran asking for the draft is told
+    why there is none. Each draft is made within ``within(i)``, so it and its event carry the trace
+    of the outcome that asked for it."""
+    renewal_ids = [event.renewal_id for event in outcomes]
     results: list[DraftCreated | None] = []
     async with deps.sessions.begin() as session:
-        seen = await processed(session, INBOX, [str(event.event_id) for event in events])
-        drafted = await storage.renewals_with_drafts(session, [e.renewal_id for e in events])
+        seen = await processed(session, INBOX, [str(event.event_id) for event in outcomes])
+        drafted = await storage.renewals_with_drafts(session, renewal_ids)
+        unavailable = await storage.renewals_without_care_team(session, renewal_ids)
         for index, event in enumerate(outcomes):
-            if not isinstance(event, CareTeamsResolved) or str(event.event_id) in seen:
+            if str(event.event_id) in seen:
                 results.append(None)
                 continue
             seen.add(str(event.event_id))
             mark_processed(session, INBOX, event.event_id)
+            if isinstance(event, CareTeamUnavailable):
+                if str(event.renewal_id) not in unavailable | drafted:
+                    unavailable.add(str(event.renewal_id))
+                    session.add(_no_care_team(event))
+                results.append(None)
+                continue
             if str(event.renewal_id) in drafted:
                 results.append(None)
                 continue
@@ -150,6 +164,15 @@ async def create_renewal_drafts(
                 results.append(_add_renewal_draft(session, event, deps))
     deps.notify()
     return results
+
+
+def _no_care_team(event: CareTeamUnavailable) -> NoCareTeamRow:
+    return NoCareTeamRow(
+        renewal_id=str(event.renewal_id),
+        veteran_id=event.veteran_id,
+        reason=event.reason.value,
+        occurred_at=event.occurred_at,
+    )
 
 
 def _add_renewal_draft(
@@ -290,9 +313,13 @@ async def find_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftR
 
 
 async def get_renewal_draft(renewal_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
-    """The renewal's open draft, with its candidate care teams, picker kind and suggestion."""
+    """The renewal's open draft, with its candidate care teams, picker kind and suggestion; when no
+    care team could receive the renewal, ``care_team_unavailable`` with SM's reason."""
     async with deps.sessions() as session:
         draft = await storage.draft_for_renewal(session, renewal_id)
+        none = await storage.no_care_team(session, renewal_id) if draft is None else None
+    if none is not None and none.veteran_id == veteran_id:
+        raise domain.care_team_unavailable(UnavailableReason(none.reason))
     if draft is None or draft.veteran_id != veteran_id or draft.state != DraftState.OPEN:
         raise domain.draft_not_found()
     return draft

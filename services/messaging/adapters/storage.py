@@ -142,6 +142,19 @@ class SendRow(Base):
         self.cohort = draft.cohort
 
 
+class NoCareTeamRow(Base):
+    """A renewal no care team could receive (its ``careteams.unavailable``), so the Veteran asking
+    for its draft is told why there is none. Ids and SM's reason only."""
+
+    __tablename__ = "renewals_without_care_team"
+
+    renewal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    veteran_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+
+
 class BuiltinMessageRow(Base):
     """The built-in stand-in for SM's mailbox: the messages themselves, one per idempotency key."""
 
@@ -178,6 +191,23 @@ async def draft_for_renewal(session: AsyncSession, renewal_id: UUID) -> DraftRow
     """The renewal's draft in any state (a renewal is prefilled once)."""
     found = await session.scalars(select(DraftRow).where(DraftRow.renewal_id == str(renewal_id)))
     return found.first()
+
+
+async def no_care_team(session: AsyncSession, renewal_id: UUID) -> NoCareTeamRow | None:
+    """Why no care team could receive the renewal, if none could."""
+    return await session.get(NoCareTeamRow, str(renewal_id))
+
+
+async def renewals_without_care_team(
+    session: AsyncSession, renewal_ids: Sequence[UUID]
+) -> set[str]:
+    """Which of these renewals no care team could receive (recorded already)."""
+    found = await session.scalars(
+        select(NoCareTeamRow.renewal_id).where(
+            NoCareTeamRow.renewal_id.in_([str(r) for r in renewal_ids])
+        )
+    )
+    return set(found)
 
 
 async def renewals_with_drafts(session: AsyncSession, renewal_ids: Sequence[UUID]) -> set[str]:

@@ -684,5 +684,48 @@ def db_status(service: DbService = None, as_json: AsJson = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command(name="outbox")
+@logged
+def outbox_command(
+    service: Annotated[
+        str | None,
+        typer.Option("--service", help="One service's outbox (default: each stateful service's)."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Events Kafka refused for good, set aside in each service's outbox: when, which event and
+    whose (its key: the renewal or draft id), its size, and why (event_too_large, topic_invalid,
+    record_invalid). The renewal of a set-aside renewal.requested is failed (rxsm failures)."""
+    from rxsm.outbox import set_aside_events
+
+    found = set_aside_events(service)
+    if as_json:
+        print_json(
+            [
+                {"service": outbox.service, **vars(event)}
+                for outbox in found
+                for event in outbox.events
+            ]
+        )
+        return
+    shown = table("service", "set aside (UTC)", "event", "event id", "key", "size", "reason")
+    for outbox in found:
+        if not outbox.found:
+            shown.add_row(outbox.service, "-", "(no database here)", "", "", "", "")
+        for event in outbox.events:
+            shown.add_row(
+                outbox.service,
+                _when(event.set_aside_at or event.created_at),
+                event.event_type,
+                event.event_id,
+                event.key,
+                f"{event.size:,} B",
+                event.reason,
+                style="bold red",
+            )
+    console.print(shown)
+    console.print(f"{sum(len(outbox.events) for outbox in found)} event(s) set aside")
+
+
 def main() -> None:
     app()

@@ -35,7 +35,10 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 async def create_tables(engine: AsyncEngine, base: type[DeclarativeBase]) -> None:
-    """Create ``base``'s missing tables; instances starting together on PostgreSQL take turns."""
+    """Create ``base``'s missing tables; instances starting together on PostgreSQL take turns.
+
+    For tests: the services make and change their tables by migrations (plumbing.migrations), which
+    adopt a database made this way."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('rxsm-tables'))"))

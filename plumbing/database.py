@@ -34,6 +34,17 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def missing_sqlite_file(url: str) -> bool:
+    """True for a SQLite URL whose file is not there (connecting would create it, empty)."""
+    parsed = make_url(url)
+    database = parsed.database
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not Path(str(database)).exists()
+    )
+
+
 async def create_tables(engine: AsyncEngine, base: type[DeclarativeBase]) -> None:
     """Create ``base``'s missing tables; instances starting together on PostgreSQL take turns.
 

@@ -620,15 +620,12 @@ def report(
     print_report(found)
 
 
-class Stateful(StrEnum):
-    renewal = "renewal"
-    messaging = "messaging"
-
-
 DbService = Annotated[
-    Stateful | None,
+    str | None,
     typer.Option(
-        "--service", help="One service's database (default: each stateful service's database)."
+        "--service",
+        metavar="NAME",
+        help="One stateful service's database, e.g. renewal (default: each one's).",
     ),
 ]
 
@@ -636,13 +633,15 @@ DbService = Annotated[
 @db_app.command(name="upgrade")
 @logged
 def db_upgrade(service: DbService = None) -> None:
-    """Upgrade each database to this release's schema (RXSM_DATABASE_URL, else SQLite in
-    RXSM_DATA_DIR); a database made before migrations is adopted, never recreated."""
+    """Upgrade each database to this release's schema.
+
+    Each service's database is the one it would use: RXSM_DATABASE_URL, else SQLite in RXSM_DATA_DIR.
+    A database made before migrations is adopted where it is, never recreated."""
     from plumbing.migrations import SchemaError
     from rxsm import db
 
     try:
-        for line in db.upgrade(service.value if service else None):
+        for line in db.upgrade(service):
             console.print(line)
     except SchemaError as error:
         typer.echo(f"Error: {error}", err=True)
@@ -657,7 +656,7 @@ def db_status(service: DbService = None, as_json: AsJson = False) -> None:
     from rxsm import db
 
     try:
-        found = db.status(service.value if service else None)
+        found = db.status(service)
     except SchemaError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(1) from None
@@ -675,7 +674,7 @@ def db_status(service: DbService = None, as_json: AsJson = False) -> None:
             shown.add_row(
                 schema.service,
                 schema.url,
-                ", ".join(sorted(schema.at)) or "-",
+                ", ".join(sorted(schema.at)) or ("-" if schema.found else "no database"),
                 ", ".join(sorted(schema.needed)),
                 "yes" if schema.current else "[bold red]no[/]: rxsm db upgrade",
             )

@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 from plumbing import migrations
-from plumbing.database import make_engine
+from plumbing.database import make_engine, missing_sqlite_file
 from plumbing.settings import ServiceSettings
 
 
@@ -19,6 +19,8 @@ class Schema:
     """Without its password."""
     at: frozenset[str]
     needed: frozenset[str]
+    found: bool = True
+    """False when the database is not there (a SQLite file not made yet): nothing is created."""
 
     @property
     def current(self) -> bool:
@@ -27,6 +29,10 @@ class Schema:
 
 def databases(service: str | None, settings: ServiceSettings) -> dict[str, str]:
     """The database URL of ``service`` (of each stateful service when None)."""
+    if service is not None and service not in migrations.DATABASES:
+        raise migrations.SchemaError(
+            f"{service} keeps no tables (stateful services: {', '.join(migrations.DATABASES)})"
+        )
     names = [service] if service else list(migrations.DATABASES)
     urls = {name: settings.database_url_for(name) for name in names}
     if len(set(urls.values())) < len(urls):
@@ -51,14 +57,18 @@ async def _upgrade(urls: dict[str, str]) -> list[migrations.Upgraded]:
 async def _status(urls: dict[str, str]) -> list[Schema]:
     found = []
     for service, url in urls.items():
+        needed = frozenset(migrations.heads(service))
+        shown = migrations.shown_url(url)
+        if missing_sqlite_file(url):
+            found.append(Schema(service, shown, frozenset(), needed, found=False))
+            continue
         engine = make_engine(url)
         try:
             async with engine.connect() as connection:
                 at = await connection.run_sync(migrations.current)
         finally:
             await engine.dispose()
-        needed = migrations.heads(service)
-        found.append(Schema(service, migrations.shown_url(url), frozenset(at), frozenset(needed)))
+        found.append(Schema(service, shown, frozenset(at), needed))
     return found
 
 

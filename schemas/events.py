@@ -2,7 +2,8 @@
 
 Every event carries an envelope: a unique ``event_id`` (consumers' dedup key), its ``event_type`` and
 ``schema_version``, ``occurred_at`` in UTC, the ``renewal_id`` that correlates the whole journey, and the
-``tool`` (meds or sm) that owns the step. No event carries a Veteran's name or a message body.
+``tool`` (meds or sm, or the journey service for its own ``renewal.closed``) that owns the step. No
+event carries a Veteran's name or a message body.
 """
 
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, Tool, Unavaila
 SCHEMA_VERSION: Literal[1] = 1
 
 SuggestionBasis = Literal["recent_team", "prescriber_team", "pharmacy"]
+RequestSource = Literal["http", "kafka"]
 
 
 def utc_now() -> datetime:
@@ -71,6 +73,48 @@ class RenewalRequested(Event):
     vista_stations: list[str] = Field(
         default_factory=list, description="The Veteran's VistA station numbers."
     )
+    source: RequestSource | None = Field(
+        default=None,
+        description="How the Medications app asked: over HTTP or on the ingress topic.",
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The request's Idempotency-Key, when it had one (the journey is found by it).",
+    )
+
+
+class RenewalRefused(Event):
+    """A renewal request refused at intake (meds): the prescription is not renewable, or the renewal
+    flow is closed for the Veteran or the prescription's EHR. Nothing goes to SM; the journey service
+    records the refusal. Carries the refusal's code, never the prescription."""
+
+    event_type: Literal["renewal.refused"] = "renewal.refused"
+    renewal_id: UUID
+    tool: Literal[Tool.MEDS] = Tool.MEDS
+    veteran_id: str
+    ehr: Ehr
+    code: str = Field(
+        max_length=64,
+        description="Why: the refusal code the Medications app was answered "
+        "(services/renewal/README.md, Refusal codes).",
+    )
+    source: RequestSource
+    idempotency_key: str | None = Field(default=None, max_length=255)
+
+
+ClosedStatus = Literal["refused", "care_team_unavailable", "sent", "draft_deleted", "dead_lettered"]
+"""The statuses in which a renewal's journey closes: no further step is expected."""
+
+
+class RenewalClosed(Event):
+    """A renewal's journey closed (the journey service): meds lets the same prescription be
+    requested anew. ``status`` says how it ended."""
+
+    event_type: Literal["renewal.closed"] = "renewal.closed"
+    renewal_id: UUID
+    tool: Literal[Tool.JOURNEY] = Tool.JOURNEY
+    status: ClosedStatus
 
 
 class CareTeamsResolved(Event):
@@ -301,6 +345,8 @@ any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 EVENT_MODELS: tuple[type[BaseModel], ...] = (
     RenewalRequested,
+    RenewalRefused,
+    RenewalClosed,
     CareTeamsResolved,
     CareTeamUnavailable,
     DraftCreated,

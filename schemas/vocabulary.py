@@ -4,10 +4,15 @@ from enum import StrEnum
 
 
 class Tool(StrEnum):
-    """The product that owns a step, and so a failure: the Medications tool or Secure Messaging."""
+    """The product that owns a step, and so a failure: the Medications tool or Secure Messaging.
+
+    ``journey`` is the journey service's own: it observes both tools and belongs to neither, so its
+    bookkeeping (a record it could not read, a span it failed) is never counted as meds' or sm's. No
+    journey step is ever owned by it."""
 
     MEDS = "meds"
     SM = "sm"
+    JOURNEY = "journey"
 
 
 class Ehr(StrEnum):

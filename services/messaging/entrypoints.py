@@ -31,6 +31,7 @@ from plumbing.deadletter import Settlement
 from plumbing.http import API_ERRORS, Problem, problem
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
+from plumbing.openapi import link
 from plumbing.telemetry import TRACING, annotate, current_trace_id, record_failure
 from schemas import topics
 from schemas.events import (
@@ -310,6 +311,37 @@ SEND_FAILED: dict[int | str, dict[str, Any]] = {
     504: {"model": Problem, "description": "Oracle Health status unconfirmed (oh_send_timeout)."},
 }
 
+DRAFT_PATH = "/v1/drafts/{draft_id}"
+
+
+def then(status: int, draft_id: str = "$response.body#/id") -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links of the ``status`` answer: what a client does next with the draft it names."""
+    links = {
+        "GetDraft": link("GET", DRAFT_PATH, "Read the draft.", draft_id=draft_id),
+        "EditDraft": link(
+            "PUT", DRAFT_PATH, "Change its care team, subject or body.", draft_id=draft_id
+        ),
+        "DeleteDraft": link("DELETE", DRAFT_PATH, "Delete it.", draft_id=draft_id),
+        "SendDraft": link("POST", f"{DRAFT_PATH}/send", "Send it.", draft_id=draft_id),
+    }
+    return {status: {"links": links}}
+
+
+RENEWAL_LINKS = {
+    "GetRenewalDraft": link(
+        "GET",
+        "/v1/renewals/{renewal_id}/draft",
+        "The renewal's prefilled draft.",
+        renewal_id="$response.body#/renewal_id",
+    ),
+    "GetRenewalCareTeams": link(
+        "GET",
+        "/v1/renewals/{renewal_id}/care-teams",
+        "The care teams the renewal's draft may go to.",
+        renewal_id="$response.body#/renewal_id",
+    ),
+}
+
 
 async def sm_error_response(_: Request, error: Exception) -> JSONResponse:
     """An ``SmError`` as its HTTP status and ``{"code", "message"}``; the span says it failed."""
@@ -352,7 +384,11 @@ async def _journey(step: str, draft_id: UUID, veteran_id: str, deps: Messaging) 
 
 
 @http.post(
-    "/drafts", status_code=201, response_model=Draft, responses=REFUSED, tags=["new message"]
+    "/drafts",
+    status_code=201,
+    response_model=Draft,
+    responses={**REFUSED, **then(201)},
+    tags=["new message"],
 )
 async def start_message(
     new: NewDraft, veteran_id: VeteranId, deps: Deps, metrics: Metrics
@@ -382,7 +418,7 @@ async def start_message(
     return _draft(draft)
 
 
-@http.get("/drafts/{draft_id}", response_model=Draft, responses=NOT_FOUND)
+@http.get("/drafts/{draft_id}", response_model=Draft, responses={**NOT_FOUND, **then(200)})
 async def get_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     """One of the calling Veteran's drafts."""
     draft = await handlers.get_draft(draft_id, veteran_id, deps)
@@ -397,6 +433,7 @@ async def get_draft(draft_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
         **NOT_FOUND,
         **REFUSED,
         409: {"model": Problem, "description": "Its send is under way (send_pending)."},
+        **then(200),
     },
 )
 async def edit_draft(
@@ -427,7 +464,11 @@ async def delete_draft(
     return Response(status_code=204)
 
 
-@http.get("/renewals/{renewal_id}/draft", response_model=Draft, responses=RENEWAL_NOT_FOUND)
+@http.get(
+    "/renewals/{renewal_id}/draft",
+    response_model=Draft,
+    responses={**RENEWAL_NOT_FOUND, 200: {"links": {**then(200)[200]["links"], **RENEWAL_LINKS}}},
+)
 async def get_renewal_draft(renewal_id: UUID, veteran_id: VeteranId, deps: Deps) -> Draft:
     """The prefilled draft of one of the calling Veteran's renewals; 404 ``care_team_unavailable``
     with the ``reason`` when no care team could receive the renewal."""
@@ -438,7 +479,12 @@ async def get_renewal_draft(renewal_id: UUID, veteran_id: VeteranId, deps: Deps)
 
 
 @http.get(
-    "/renewals/{renewal_id}/care-teams", response_model=CareTeamChoice, responses=RENEWAL_NOT_FOUND
+    "/renewals/{renewal_id}/care-teams",
+    response_model=CareTeamChoice,
+    responses={
+        **RENEWAL_NOT_FOUND,
+        200: {"links": {**then(200, "$response.body#/draft_id")[200]["links"], **RENEWAL_LINKS}},
+    },
 )
 async def get_renewal_care_teams(
     renewal_id: UUID, veteran_id: VeteranId, deps: Deps

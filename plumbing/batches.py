@@ -2,8 +2,10 @@
 
 A batch subscriber (``broker.subscribe(..., batch_handler=...)``) hands its records to ``Batch``:
 
-1. each record gets a ``process`` span, a child of the span that produced it, so every renewal's trace
-   runs through the batch unbroken;
+1. each record gets its one ``process`` span, a child of the span that produced it, so every renewal's
+   trace runs through the batch unbroken (no span for the batch itself; no exception's message is
+   recorded on a span, and a batch that fails leaves its records' spans unmarked, as each is then
+   processed alone);
 2. a record that is not a valid event is dead-lettered on its own (``Settlement``);
 3. the valid events are processed together (``process``: one transaction for the batch), each
    event's own work in its record's span;
@@ -12,8 +14,8 @@ A batch subscriber (``broker.subscribe(..., batch_handler=...)``) hands its reco
 5. ``report`` runs in each valid record's span with its result.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -29,6 +31,16 @@ E = TypeVar("E")
 R = TypeVar("R")
 Within = Callable[[int], AbstractContextManager[object]]
 """``within(i)``: the context the i-th event of a batch is processed in."""
+
+
+@contextmanager
+def current(span: trace.Span, end: bool = False) -> Iterator[trace.Span]:
+    """``span`` current within, recording no exception (a failure is marked where it is settled,
+    by its type: ``Settlement.refuse``); ended on leaving if ``end``."""
+    with trace.use_span(
+        span, end_on_exit=end, record_exception=False, set_status_on_exception=False
+    ) as entered:
+        yield entered
 
 
 def alone(_: int) -> AbstractContextManager[object]:
@@ -57,7 +69,7 @@ class Batch(Generic[E, R]):
         valid: list[tuple[ConsumerRecord, trace.Span, E]] = []
         for record in records:
             span = record_span(self.tracing, record, self.settlement.group)
-            with trace.use_span(span, end_on_exit=False):
+            with current(span):
                 annotate(self.step)
                 try:
                     valid.append((record, span, self.events.validate_json(record.value or b"")))
@@ -71,7 +83,7 @@ class Batch(Generic[E, R]):
         try:
             results = await self.process(
                 [event for _, _, event in valid],
-                lambda index: trace.use_span(valid[index][1], end_on_exit=False),
+                lambda index: current(valid[index][1]),
             )
         except Exception as error:
             self.settlement.log.warning(
@@ -82,7 +94,7 @@ class Batch(Generic[E, R]):
             )
             results = [await self._alone(index, *item, settled) for index, item in enumerate(valid)]
         for index, ((_, span, event), result) in enumerate(zip(valid, results, strict=True)):
-            with trace.use_span(span, end_on_exit=True):
+            with current(span, end=True):
                 if index not in settled:
                     self.report(event, result)
         return len(valid)
@@ -90,7 +102,7 @@ class Batch(Generic[E, R]):
     async def _alone(
         self, index: int, record: ConsumerRecord, span: trace.Span, event: E, settled: set[int]
     ) -> R | None:
-        with trace.use_span(span, end_on_exit=False):
+        with current(span):
             try:
                 return await self.process_one(event)
             except Exception as error:

@@ -4,16 +4,21 @@
   producer retry never writes it twice.
 - Consumers: one consumer group per service, offsets committed only after the handler (or the dead-letter
   publish) succeeded; an unexpected failure seeks back so the record is consumed again.
-- Telemetry: FastStream's OpenTelemetry middleware carries W3C trace context in Kafka headers.
+- Telemetry: one span per record per hop (``KafkaTracing``): a ``publish`` span per record sent, whose
+  W3C trace context goes in the record's headers, and a ``process`` span per record consumed, its child.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from faststream import BaseMiddleware, ContextRepo, StreamMessage
+from faststream.exceptions import HandlerException
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.response import KafkaPublishCommand
 from faststream.middlewares import AckPolicy
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from plumbing.deadletter import (
@@ -25,7 +30,7 @@ from plumbing.deadletter import (
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.settings import ServiceSettings
-from plumbing.telemetry import TRACING
+from plumbing.telemetry import TRACING, failed, producer_span, record_span
 from schemas import topics
 
 
@@ -45,7 +50,7 @@ def make_broker(
         enable_idempotence=True,
         security=settings.kafka_security.for_faststream(),
         middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracing),
+            KafkaTracing(identity, tracing),
             DeadLetterMiddleware(identity, retry),
         ],
         logger=get_logger(identity),
@@ -55,6 +60,54 @@ def make_broker(
     broker.context.set_global(RETRY_POLICY, retry)
     broker.context.set_global(TRACING, tracing)
     return broker
+
+
+class KafkaTracing:
+    """FastStream middleware factory: ``KafkaBroker(middlewares=[KafkaTracing(...), ...])``.
+
+    Each record published gets one ``publish`` span, its W3C context in the record's headers; each
+    record consumed one by one gets one ``process`` span, a child of its producer's (a batch
+    subscriber's ``plumbing.batches.Batch`` gives each record of a batch its own). No exception's
+    message is recorded: a failure is marked by its type.
+    """
+
+    def __init__(self, identity: ServiceIdentity, tracing: TracerProvider) -> None:
+        self.identity = identity
+        self.tracing = tracing
+
+    def __call__(self, msg: Any, /, *, context: ContextRepo) -> "_TracingScope":
+        return _TracingScope(msg, context=context, tracing=self)
+
+
+class _TracingScope(BaseMiddleware[KafkaPublishCommand, Any]):
+    def __init__(self, msg: Any, /, *, context: ContextRepo, tracing: KafkaTracing) -> None:
+        super().__init__(msg, context=context)
+        self.tracing = tracing
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        record = msg.raw_message
+        if isinstance(record, tuple):
+            return await call_next(msg)
+        span = record_span(self.tracing.tracing, record, self._group())
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
+            try:
+                return await call_next(msg)
+            except (HandlerException, asyncio.CancelledError):
+                raise
+            except Exception as error:
+                failed(span, error)
+                raise
+
+    async def publish_scope(self, call_next: Any, cmd: KafkaPublishCommand) -> Any:
+        with producer_span(self.tracing.tracing, cmd.destination, cmd.key, cmd.headers):
+            return await call_next(cmd)
+
+    def _group(self) -> str:
+        subscriber = self.context.get("handler_")
+        group = getattr(subscriber, "group_id", None) or self.tracing.identity.consumer_group
+        return str(group).removesuffix(RETRY_GROUP_SUFFIX)
 
 
 BATCH_RECORDS = 200

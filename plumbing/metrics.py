@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 from plumbing.identity import ServiceIdentity
-from plumbing.telemetry import use_stable_http_semconv
+from plumbing.telemetry import span_drops, use_stable_http_semconv
 from schemas.vocabulary import Cohort, Ehr, PickerKind, Tool, UnavailableReason
 
 Labels = Mapping[str, str | int | bool]
@@ -186,6 +186,17 @@ class ServiceMetrics:
             "rxsm.outbox.set_aside",
             callbacks=[self.outbox_set_aside.observe],
             description="Events Kafka refused for good, set aside in the outbox (rxsm outbox)",
+        )
+        drops = span_drops(identity.name)
+        meter.create_observable_counter(
+            "rxsm.spans.dropped",
+            callbacks=[
+                lambda _: [
+                    Observation(count, {"reason": reason})
+                    for reason, count in drops.counts().items()
+                ]
+            ],
+            description="Spans lost before export, by reason (queue_full, export_failed)",
         )
         self.lag = ConsumerLag()
         meter.create_observable_gauge(

@@ -1,15 +1,15 @@
-"""Masking PHI before anything leaves a process: log lines and span attributes.
+"""Masking PHI in log lines before they leave a process.
 
 Two rules: values under keys that name PHI (names, message text, instructions) are replaced outright, and
 any other text is scrubbed of SSN-like and date-of-birth-like values. Trace ids, UUIDs and timestamps pass.
+
+Spans are not scanned: their attributes are kept free of PHI where they are set (plumbing/telemetry.py).
 """
 
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from structlog.typing import EventDict
 
 MASK = "[REDACTED]"
@@ -78,47 +78,3 @@ def redact_value(key: str, value: Any) -> Any:
 def redact_log(_: Any, __: str, event: EventDict) -> EventDict:
     """structlog processor: mask PHI in every key of the line."""
     return {key: redact_value(key, value) for key, value in event.items()}
-
-
-def redact_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {
-        key: redact_value(key.rsplit(".", 1)[-1], value)
-        for key, value in (attributes or {}).items()
-    }
-
-
-class RedactingSpanExporter(SpanExporter):
-    """Wraps an exporter; every span's attributes and event attributes are masked on the way out."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.inner.export([redacted_span(span) for span in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def redacted_span(span: ReadableSpan) -> ReadableSpan:
-    events = [
-        Event(event.name, redact_attributes(event.attributes), event.timestamp)
-        for event in span.events
-    ]
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=redact_attributes(span.attributes),
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )

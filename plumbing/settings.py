@@ -1,9 +1,10 @@
 """Settings read from the environment (``RXSM_*``; Kafka and OpenTelemetry by their standard names)."""
 
 from pathlib import Path
+from typing import Literal, Self
 
 import structlog
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from plumbing.auth import DEVELOPMENT, AuthSettings, Environment
@@ -105,6 +106,89 @@ class ServiceSettings(BaseSettings):
 
     def database_url_for(self, service: str) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir}/{service}.db"
+
+
+SamplerName = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+"""The OpenTelemetry samplers ``OTEL_TRACES_SAMPLER`` may name that rxsm runs (another name refuses
+to start, rather than trace otherwise than asked)."""
+
+
+class TracingSettings(BaseSettings):
+    """Which traces a service keeps and how its spans leave it (plumbing/telemetry.py).
+
+    A trace is kept or dropped whole: the service where it starts decides from its trace id, and
+    every later span, in every service, follows the W3C ``traceparent``'s sampled flag. Spans of a
+    trace not kept are still recorded (not exported) so that one ending in error is exported alone.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RXSM_", extra="ignore", populate_by_name=True)
+
+    traces_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="The share of traces kept (1: all, 0.1: one in ten), decided where a trace starts.",
+    )
+    traces_sampler: SamplerName | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER", "RXSM_TRACES_SAMPLER"),
+        description="OpenTelemetry's sampler, when set, instead of the parent-based ratio; "
+        "``always_off`` turns tracing off, error spans included.",
+    )
+    traces_sampler_arg: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG", "RXSM_TRACES_SAMPLER_ARG"),
+        description="The ratio of ``traceidratio`` and ``parentbased_traceidratio`` "
+        "(traces_sample_ratio when unset).",
+    )
+    traces_keep_errors: bool = Field(
+        default=True,
+        description="Export a span that ends in error even when its trace is not kept (spans not "
+        "kept are then recorded, which costs more than not recording them).",
+    )
+    span_queue_size: int = Field(
+        default=16384,
+        ge=1,
+        validation_alias=AliasChoices("RXSM_SPAN_QUEUE_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE"),
+        description="Spans waiting for export (about 3 KiB each, so 50 MiB when full); beyond it a "
+        "span is dropped and counted (``rxsm_spans_dropped_total``).",
+    )
+    span_export_batch_size: int = Field(
+        default=1024,
+        ge=1,
+        validation_alias=AliasChoices(
+            "RXSM_SPAN_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+        ),
+        description="The most spans one OTLP request carries.",
+    )
+    span_export_delay_ms: int = Field(
+        default=1000,
+        gt=0,
+        validation_alias=AliasChoices("RXSM_SPAN_EXPORT_DELAY_MS", "OTEL_BSP_SCHEDULE_DELAY"),
+        description="The longest a span waits for export while fewer than a batch are queued.",
+    )
+
+    @field_validator("traces_sampler", mode="before")
+    @classmethod
+    def _sampler_name(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @model_validator(mode="after")
+    def _batch_fits_the_queue(self) -> Self:
+        if self.span_export_batch_size > self.span_queue_size:
+            raise ValueError("span_export_batch_size must not exceed span_queue_size")
+        return self
 
 
 log = structlog.get_logger("rxsm.settings")

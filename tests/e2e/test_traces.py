@@ -1,10 +1,12 @@
 """One trace per renewal, on the real broker: the HTTP request, each publish and each consumer nest as
-parent and child, named and attributed by the OpenTelemetry messaging conventions, each span saying
-whose tool it is; a failure at any step marks its span with error.type and the tool that owns it, and
-the Veteran's later send joins the renewal's trace by a link."""
+parent and child, one span per record per hop (a ``publish`` span per record sent, a ``process`` span
+per record in each consumer group), named and attributed by the OpenTelemetry messaging conventions,
+each span saying whose tool it is; a failure at any step marks its span with error.type and the tool
+that owns it, and the Veteran's later send joins the renewal's trace by a link."""
 
 import json
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -125,7 +127,7 @@ def producer(topic: str) -> Callable[[ReadableSpan], bool]:
     return lambda span: (
         span.kind is SpanKind.PRODUCER
         and attrs(span).get("messaging.destination.name") == topic
-        and span.name == f"{topic} create"
+        and span.name == f"{topic} publish"
     )
 
 
@@ -137,6 +139,20 @@ async def span_in(
     async def probe() -> Trace | None:
         found = spans_of_trace(flow, trace_id)
         return found if len(found.find(match)) >= count else None
+
+    return await eventually(probe)
+
+
+async def path_in(
+    flow: Flow, trace_id: str, match: Callable[[ReadableSpan], bool], length: int
+) -> Trace:
+    """The trace once the span ``match`` finds and its ancestors, ``length`` in all, have ended (a
+    publish span ends when Kafka acknowledged the record, which may be after its consumer's)."""
+
+    async def probe() -> Trace | None:
+        found = spans_of_trace(flow, trace_id)
+        spans = found.find(match)
+        return found if len(spans) == 1 and len(found.path_to_root(spans[0])) >= length else None
 
     return await eventually(probe)
 
@@ -167,6 +183,26 @@ def assert_consumer_conventions(span: ReadableSpan, topic: str, group: str) -> N
     assert found["messaging.message.id"]
 
 
+def assert_one_span_per_record_per_hop(trace: Trace) -> None:
+    """Each record of the trace has one ``publish`` span where it was sent and one ``process`` span
+    in each consumer group that read it, and nothing else records it: no span for a batch, no
+    second span of the same hop beside rxsm's own."""
+    kinds = Counter(span.kind for span in trace.spans)
+    assert set(kinds) <= {SpanKind.SERVER, SpanKind.PRODUCER, SpanKind.CONSUMER}, kinds
+    hops = Counter(
+        (span.name, span.kind, attrs(span).get("messaging.consumer.group.name"))
+        for span in trace.spans
+        if span.kind is not SpanKind.SERVER
+    )
+    assert {hop: count for hop, count in hops.items() if count > 1} == {}
+    for span in trace.find(lambda span: span.kind is SpanKind.CONSUMER):
+        topic = attrs(span)["messaging.destination.name"]
+        assert span.name == f"{topic} process", span.name
+        assert span.parent is not None and span.parent.is_remote, span.name
+    for span in trace.find(lambda span: span.kind is SpanKind.PRODUCER):
+        assert span.name == f"{attrs(span)['messaging.destination.name']} publish", span.name
+
+
 def assert_flow_attributes(
     span: ReadableSpan, tool: str, step: str, renewal_id: str, ehr: str
 ) -> None:
@@ -191,13 +227,14 @@ async def test_a_renewal_is_one_trace_from_the_request_to_its_draft(flow: Flow) 
     drafting = consumer(topics.CARE_TEAMS, "rxsm-messaging")
     trace = await span_in(flow, trace_id, drafting)
     trace = await span_in(flow, trace_id, producer(topics.DRAFTS))
+    trace = await path_in(flow, trace_id, drafting, length=5)
 
     [draft_create] = trace.find(drafting)
     assert trace.path_to_root(draft_create) == [
         (f"{topics.CARE_TEAMS} process", SpanKind.CONSUMER, "rxsm-messaging"),
-        (f"{topics.CARE_TEAMS} create", SpanKind.PRODUCER, "rxsm-careteam"),
+        (f"{topics.CARE_TEAMS} publish", SpanKind.PRODUCER, "rxsm-careteam"),
         (f"{topics.RENEWAL_REQUESTED} process", SpanKind.CONSUMER, "rxsm-careteam"),
-        (f"{topics.RENEWAL_REQUESTED} create", SpanKind.PRODUCER, "rxsm-renewal"),
+        (f"{topics.RENEWAL_REQUESTED} publish", SpanKind.PRODUCER, "rxsm-renewal"),
         ("POST /v1/renewals", SpanKind.SERVER, "rxsm-renewal"),
     ]
     [drafts_publish] = trace.find(producer(topics.DRAFTS))
@@ -216,10 +253,12 @@ async def test_a_renewal_is_one_trace_from_the_request_to_its_draft(flow: Flow) 
         (drafts_publish, "sm"),
     ):
         assert attrs(publish)["messaging.system"] == "kafka"
-        assert attrs(publish)["messaging.kafka.message.key"] == renewal_id.encode()
+        assert attrs(publish)["messaging.operation"] == "publish"
+        assert attrs(publish)["messaging.kafka.message.key"] == renewal_id
         assert attrs(publish)["rxsm.tool"] == tool
     for span in trace.spans:
         assert span.status.status_code is not StatusCode.ERROR, span.name
+    assert_one_span_per_record_per_hop(trace)
     for span in trace.find(lambda span: span.kind is SpanKind.CONSUMER):
         assert attrs(span)["rxsm.step"] and attrs(span)["rxsm.renewal_id"] == renewal_id, span.name
     elsewhere = [
@@ -264,7 +303,8 @@ async def test_the_veterans_later_send_joins_the_renewals_trace_by_a_link(flow: 
         ),
     )
     [publish] = published.find(producer(topics.MESSAGES))
-    assert attrs(publish)["messaging.kafka.message.key"] == renewal_id.encode()
+    assert attrs(publish)["messaging.kafka.message.key"] == renewal_id
+    assert_one_span_per_record_per_hop(published)
 
 
 async def test_a_refused_request_fails_its_span_in_meds(flow: Flow) -> None:
@@ -325,7 +365,7 @@ async def test_a_dead_lettered_event_fails_the_span_of_each_consumer_in_its_own_
         [span] = trace.find(refused(group))
         assert_failed(span, tool, "ValidationError")
         assert_consumer_conventions(span, topics.CARE_TEAMS, group)
-        assert [child.name for child in trace.children(span)] == [f"{topics.DEAD_LETTER} create"]
+        assert [child.name for child in trace.children(span)] == [f"{topics.DEAD_LETTER} publish"]
 
 
 @asynccontextmanager

@@ -180,13 +180,16 @@ class SealsPhi(BaseModel):
         wire = handler.resolve_ref_schema(schema)
         if "properties" not in wire or "sealed" in wire["properties"]:
             return schema  # an outer layer (the validator's or serializer's), or done already
-        for name in cls.SEALED:
-            wire["properties"].pop(name, None)
+        phi = [name for name in cls.SEALED if name in wire["properties"]]
+        if not phi:
+            return schema  # no PHI field (renewal.closed): nothing is sealed, as ``_seal`` does
+        for name in phi:
+            wire["properties"].pop(name)
             if name in wire.get("required", []):
                 wire["required"].remove(name)
         wire["properties"]["sealed"] = {
             **Sealed.model_json_schema(),
-            "description": "The PHI fields (" + ", ".join(cls.SEALED) + "), encrypted.",
+            "description": "The PHI fields (" + ", ".join(phi) + "), encrypted.",
         }
         wire.setdefault("required", []).append("sealed")
         return schema

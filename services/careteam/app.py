@@ -5,6 +5,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
@@ -90,3 +91,13 @@ def create_app(
     app.state.flags = flags
     app.include_router(http)
     return app
+
+
+def asyncapi_app() -> FastStream:
+    """The service for FastStream's CLI: ``faststream docs gen --factory
+    services.careteam.app:asyncapi_app`` writes its AsyncAPI document (as ``rxsm asyncapi`` does),
+    ``faststream run --factory services.careteam.app:asyncapi_app`` serves it (as ``rxsm
+    serve``)."""
+    from rxsm.asyncapi import ServiceApplication
+
+    return ServiceApplication(IDENTITY.name, create_app())

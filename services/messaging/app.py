@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
@@ -105,3 +106,13 @@ def create_app(
     app.add_exception_handler(SmError, sm_error_response)
     app.include_router(http)
     return app
+
+
+def asyncapi_app() -> FastStream:
+    """The service for FastStream's CLI: ``faststream docs gen --factory
+    services.messaging.app:asyncapi_app`` writes its AsyncAPI document (as ``rxsm asyncapi`` does),
+    ``faststream run --factory services.messaging.app:asyncapi_app`` serves it (as ``rxsm
+    serve``)."""
+    from rxsm.asyncapi import ServiceApplication
+
+    return ServiceApplication(IDENTITY.name, create_app())

@@ -141,7 +141,9 @@ def asyncapi(
         "docs/asyncapi"
     ),
 ) -> None:
-    """Write the AsyncAPI documents of the three services."""
+    """Write each service's AsyncAPI document, as ``faststream docs gen --factory
+    services.<name>.app:asyncapi_app`` does; Kafka's address is its server's variable, by default
+    KAFKA_BOOTSTRAP_SERVERS."""
     from rxsm.asyncapi import write
 
     for path in write(out):

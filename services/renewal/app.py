@@ -6,6 +6,7 @@ from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
+from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
 
@@ -99,3 +100,13 @@ def create_app(
     app.state.relay = relay
     app.include_router(http)
     return app
+
+
+def asyncapi_app() -> FastStream:
+    """The service for FastStream's CLI: ``faststream docs gen --factory
+    services.renewal.app:asyncapi_app`` writes its AsyncAPI document (as ``rxsm asyncapi`` does),
+    ``faststream run --factory services.renewal.app:asyncapi_app`` serves it (as ``rxsm
+    serve``)."""
+    from rxsm.asyncapi import ServiceApplication
+
+    return ServiceApplication(IDENTITY.name, create_app())

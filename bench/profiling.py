@@ -21,6 +21,7 @@ from bench.harness import Proc
 
 AREAS = (
     ("services/renewal/", "rxsm renewal service"),
+    ("services/journey/", "rxsm journey service"),
     ("services/careteam/", "rxsm care-team service"),
     ("services/messaging/", "rxsm messaging service"),
     ("plumbing/", "rxsm plumbing"),

@@ -137,7 +137,7 @@ SCALING = (
     Scaling(4, 1, "postgresql"),
     Scaling(4, 2, "postgresql"),
 )
-STATEFUL = ("renewal", "messaging")
+STATEFUL = ("renewal", "messaging", "journey")
 
 
 async def measure_scaling(root: Path, recorder: Recorder) -> None:

@@ -1,10 +1,12 @@
-"""Start Kafka (unless one is given) and the three services, push one renewal through, and stop.
+"""Start Kafka (unless one is given) and the four services (renewal, careteam, messaging, journey),
+push one renewal through, and stop.
 
 python -m demo           # run, print the journey, stop what it started and remove what it made
 python -m demo --keep    # leave everything running (and say how to stop it)
 
-Each service listens on ``RXSM_RENEWAL_PORT``, ``RXSM_CARETEAM_PORT`` and ``RXSM_MESSAGING_PORT`` when
-set, else on its usual port (8001-8003), or on a free port when that one is taken. The run reads the
+Each service listens on ``RXSM_RENEWAL_PORT``, ``RXSM_CARETEAM_PORT``, ``RXSM_MESSAGING_PORT`` and
+``RXSM_JOURNEY_PORT`` when set, else on its usual port (8001-8004), or on a free port when that one is
+taken. The run reads the
 flow's events without joining a consumer group, so it leaves none on the broker; it removes the
 databases it made under ``RXSM_DATA_DIR`` (default ``.run``) and keeps the services' logs there, and
 the local broker's data, which ``make kafka-up`` shares.
@@ -190,7 +192,25 @@ async def journey(bootstrap: str, ports: dict[str, int]) -> None:
     event = await message_sent_event(bootstrap, renewal_id)
     say(f"4. SM consumers received '{event['event_type']}' on {topics.MESSAGES}:")
     say("   " + json.dumps(event))
+    found = await sent_journey(f"http://127.0.0.1:{ports['journey']}", renewal_id)
+    say(f"5. The journey service followed it to '{found['status']}', step by step:")
+    for step in found["steps"]:
+        say(f"   {step['step']:<22} {step['tool']:<5} {step['at']}")
     say(f"\ntrace id: {trace_id}")
+
+
+async def sent_journey(journey_url: str, renewal_id: str, within: float = 30) -> dict[str, Any]:
+    """The renewal's journey once the journey service has seen it sent."""
+    sre = {"Authorization": f"Bearer {issue_service_token(AuthSettings(), subject='rxsm-cli')}"}
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=10, headers=sre) as http:
+        while time.monotonic() < deadline:
+            response = await http.get(f"{journey_url}/v1/renewals/{renewal_id}")
+            if response.status_code == 200 and response.json()["status"] == "sent":
+                found: dict[str, Any] = response.json()
+                return found
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"the journey service did not see the renewal sent; see {RUN_DIR}/{LOGS}/")
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]], kafka: LocalKafka | None) -> None:
@@ -248,8 +268,10 @@ def main(argv: list[str]) -> int:
     if keep:
         pids = ", ".join(f"{name} {p.pid}" for name, p in processes.items())
         say(f"\nstill running: services ({pids}); logs in {RUN_DIR}/{LOGS}")
-        if ports["renewal"] != SERVICES["renewal"].port:
-            say(f"for `rxsm journey`: export RXSM_RENEWAL_URL=http://127.0.0.1:{ports['renewal']}")
+        for name in ("journey", "renewal"):
+            if ports[name] != SERVICES[name].port:
+                variable = f"RXSM_{name.upper()}_URL"
+                say(f"for `rxsm journey`: export {variable}=http://127.0.0.1:{ports[name]}")
         if kafka is not None:
             say(f"and Kafka (pid {kafka.pid}); `make kafka-down` stops it")
         say("stop the services with: kill " + " ".join(str(p.pid) for p in processes.values()))

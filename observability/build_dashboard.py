@@ -13,8 +13,11 @@ from typing import Any
 
 DASHBOARD = Path(__file__).parent / "grafana" / "dashboards" / "rxsm.json"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-FILTER = 'job="renewal", ehr=~"$ehr", cohort=~"$cohort"'
-"""The funnel is counted by the renewal service's journey ledger, once per renewal and step."""
+FUNNEL_JOBS = 'job=~"journey|renewal"'
+"""Who counts the funnel: the journey service, once per renewal and step, and the renewal service its
+intake's stalls (a request whose event never reached Kafka, which the journey never sees). The
+care-team service counts its own outcomes too, and is left out so nothing is counted twice."""
+FILTER = f'{FUNNEL_JOBS}, ehr=~"$ehr", cohort=~"$cohort"'
 
 
 def panel(
@@ -83,7 +86,7 @@ def dashboard() -> dict[str, Any]:
         ),
         panel(
             2,
-            "Error rate by owning tool (Meds or SM)",
+            "Error rate by owning tool (Meds or SM; the journey service is neither)",
             "timeseries",
             12,
             0,
@@ -105,8 +108,8 @@ def dashboard() -> dict[str, Any]:
             12,
             8,
             (
-                f'sum by (cohort) (rate(rxsm_renewals_total{{job="renewal", outcome="failure", ehr=~"$ehr"}}{rate}))'
-                f' / sum by (cohort) (rate(rxsm_renewals_total{{job="renewal", step="requested", ehr=~"$ehr"}}{rate}))',
+                f'sum by (cohort) (rate(rxsm_renewals_total{{{FUNNEL_JOBS}, outcome="failure", ehr=~"$ehr"}}{rate}))'
+                f' / sum by (cohort) (rate(rxsm_renewals_total{{{FUNNEL_JOBS}, step="requested", ehr=~"$ehr"}}{rate}))',
                 "{{cohort}}",
             ),
             unit="percentunit",

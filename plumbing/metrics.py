@@ -64,6 +64,15 @@ UNAVAILABLE = every(
 
 FLOW_SERIES: Mapping[str, Mapping[str, list[dict[str, str]]]] = {
     "renewal": {
+        "renewals": every(
+            step=("stalled",),
+            tool=(str(Tool.MEDS),),
+            outcome=("failure",),
+            waiting_for=("requested",),
+            **JOURNEY,
+        ),
+    },
+    "journey": {
         "renewals": [
             *_steps(
                 ("requested", Tool.MEDS),
@@ -90,8 +99,9 @@ FLOW_SERIES: Mapping[str, Mapping[str, list[dict[str, str]]]] = {
     },
 }
 """Per service, the counters' label sets exported at zero from start: the renewal funnel's steps (the
-journey ledger's), the care-team outcomes and the picker, and SM's draft and send calls by their
-success status (``success`` for the renewal's draft made from its event, else the HTTP status).
+journey service's), meds' intake stalls (the renewal service's), the care-team outcomes and the
+picker, and SM's draft and send calls by their success status (``success`` for the renewal's draft
+made from its event, else the HTTP status).
 Failures with open-ended labels (an SM error code, an exception's type) appear on their first count."""
 
 

@@ -9,12 +9,13 @@ What is kept, and for how long (``RXSM_RETENTION_*``, plumbing.settings):
   as long as Kafka can redeliver them**: a consumer group can be handed a record again for as long as
   its topic keeps it (a rebalance before a commit, offsets reset or expired, a replay), and an id
   forgotten earlier would let that record take effect twice. The longest retention of a topic rxsm
-  consumes (schemas/topics.py) is the dead-letter topic's 30 days (the renewal ledger reads it; the
+  consumes (schemas/topics.py) is the dead-letter topic's 30 days (the journey service reads it; the
   others are 7 days, retry topics 7), so the floor is 30 days, the default 31 (a day's margin), and a
   smaller setting is refused at start. Raise it with any topic's retention.
-- Finished journeys: ``RXSM_RETENTION_FINISHED_DAYS`` (90). The renewal ledger's renewals that reached
-  a closed status (sent, refused, no care team, draft deleted, dead-lettered) with their steps, and
-  messaging's sent or deleted drafts with their sends, counted from when they finished. Three times
+- Finished journeys: ``RXSM_RETENTION_FINISHED_DAYS`` (90). The journey service's renewals that reached
+  a closed status (sent, refused, no care team, draft deleted, dead-lettered) with their steps, the
+  renewal service's requests refused or closed, and messaging's sent or deleted drafts with their
+  sends, counted from when they finished. Three times
   the default window of ``rxsm report`` and ``rxsm failures``; a request repeating a pruned renewal's
   Idempotency-Key makes a new renewal. Open journeys are never deleted.
 

@@ -123,6 +123,7 @@ class Service(StrEnum):
     renewal = "renewal"
     careteam = "careteam"
     messaging = "messaging"
+    journey = "journey"
 
 
 @app.command(name="serve")
@@ -378,18 +379,34 @@ def flags_set(
     )
 
 
+def default_journey_url() -> str:
+    from rxsm.journeys import LedgerSettings
+
+    return LedgerSettings().journey_url
+
+
 def default_renewal_url() -> str:
     from rxsm.journeys import LedgerSettings
 
     return LedgerSettings().renewal_url
 
 
+JourneyUrl = Annotated[
+    str,
+    typer.Option(
+        "--journey-url",
+        envvar="RXSM_JOURNEY_URL",
+        help="The journey service, which keeps the journey ledger.",
+        default_factory=default_journey_url,
+    ),
+]
 RenewalUrl = Annotated[
     str,
     typer.Option(
         "--renewal-url",
         envvar="RXSM_RENEWAL_URL",
-        help="The renewal service, which keeps the journey ledger.",
+        help="The renewal service, asked about a renewal the journey has not seen (its request "
+        "not on Kafka yet).",
         default_factory=default_renewal_url,
     ),
 ]
@@ -422,10 +439,10 @@ LastMonth = Annotated[
 ]
 
 
-def ledger(renewal_url: str) -> "LedgerClient":
+def ledger(url: str, service: str = "journey") -> "LedgerClient":
     from rxsm.journeys import LedgerClient
 
-    return LedgerClient(renewal_url)
+    return LedgerClient(url, service=service)
 
 
 def _when(at: datetime) -> str:
@@ -479,36 +496,82 @@ def print_journey(journey: "Journey") -> None:
 
 @app.command(name="journey")
 @logged
-def journey_command(renewal_id: UUID, renewal_url: RenewalUrl, as_json: AsJson = False) -> None:
-    """Where a renewal is: its steps, times and owning tools, the failure or stall, the trace id."""
+def journey_command(
+    renewal_id: UUID,
+    journey_url: JourneyUrl,
+    renewal_url: RenewalUrl,
+    as_json: AsJson = False,
+) -> None:
+    """Where a renewal is: its steps, times and owning tools, the failure or stall, the trace id.
+
+    A renewal the journey service has not seen (its request is not on Kafka yet) is looked up in the
+    renewal service's intake: accepted, or stalled on meds."""
     from rxsm.journeys import LedgerUnavailable
 
     try:
-        with ledger(renewal_url) as client:
+        with ledger(journey_url) as client:
             found = client.journey(renewal_id)
     except LedgerUnavailable as error:
-        raise typer.BadParameter(str(error), param_hint="--renewal-url") from None
+        raise typer.BadParameter(str(error), param_hint="--journey-url") from None
     if found is None:
-        raise typer.BadParameter(f"the ledger has no renewal {renewal_id}", param_hint="RENEWAL_ID")
+        intake_of(renewal_id, renewal_url, as_json)
+        return
     if as_json:
         print_json(found.model_dump(mode="json"))
         return
     print_journey(found)
 
 
+def intake_of(renewal_id: UUID, renewal_url: str, as_json: bool) -> None:
+    """Show the renewal as the renewal service's intake knows it (the journey has not seen it)."""
+    from rxsm.journeys import LedgerUnavailable
+
+    try:
+        with ledger(renewal_url, service="renewal") as client:
+            intake = client.intake(renewal_id)
+    except LedgerUnavailable as error:
+        raise typer.BadParameter(str(error), param_hint="--renewal-url") from None
+    if intake is None:
+        raise typer.BadParameter(
+            f"neither the journey nor the renewal service has renewal {renewal_id}",
+            param_hint="RENEWAL_ID",
+        )
+    if as_json:
+        print_json({"journey": None, "intake": intake.model_dump(mode="json")})
+        return
+    console.print(
+        f"[bold]Renewal {renewal_id}[/]: not in the journey; the renewal service's intake says "
+        f"[bold]{intake.status}[/], EHR {intake.ehr}, cohort {intake.cohort or 'unknown'}, "
+        f"requested {_when(intake.requested_at)} UTC over {intake.source}"
+    )
+    if intake.failure is not None:
+        console.print(
+            f"[bold red]FAILED[/] in tool [bold]{intake.failure.tool}[/] at step "
+            f"{intake.failure.step}, error {intake.failure.error_code or 'unknown'}"
+        )
+    if intake.stalled is not None:
+        stalled = intake.stalled
+        console.print(
+            f"[bold yellow]STALLED[/] waiting for {stalled.waiting_for} (tool "
+            f"[bold]{stalled.tool}[/]) since {_when(stalled.since)} UTC, "
+            f"noticed {_when(stalled.detected_at)} UTC"
+        )
+    console.print(f"trace id: {intake.trace_id or 'none recorded'}")
+
+
 @app.command()
 @logged
 def failures(
-    renewal_url: RenewalUrl, since: LastHour = timedelta(hours=1), as_json: AsJson = False
+    journey_url: JourneyUrl, since: LastHour = timedelta(hours=1), as_json: AsJson = False
 ) -> None:
     """Renewals that failed or stalled, grouped by owning tool, step and error."""
     from rxsm.journeys import MOST_LISTED, LedgerUnavailable, group_failures
 
     try:
-        with ledger(renewal_url) as client:
+        with ledger(journey_url) as client:
             found = client.failures(datetime.now(UTC) - since)
     except LedgerUnavailable as error:
-        raise typer.BadParameter(str(error), param_hint="--renewal-url") from None
+        raise typer.BadParameter(str(error), param_hint="--journey-url") from None
     groups = group_failures(found)
     if as_json:
         print_json(

@@ -1,5 +1,6 @@
-"""Where renewals are, for SREs: the renewal service's journey ledger over HTTP, and failures grouped
-by the tool that owns them (meds or sm), the step and the error."""
+"""Where renewals are, for SREs: the journey service over HTTP (and, for a renewal the journey has not
+seen, the renewal service's intake), and failures grouped by the tool that owns them (meds or sm), the
+step and the error."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,8 +18,13 @@ from plumbing.auth import AuthSettings, issue_service_token
 class LedgerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RXSM_", extra="ignore")
 
+    journey_url: str = Field(
+        default="http://127.0.0.1:8004", description="The journey service, which keeps the ledger."
+    )
     renewal_url: str = Field(
-        default="http://127.0.0.1:8001", description="The renewal service, which keeps the ledger."
+        default="http://127.0.0.1:8001",
+        description="The renewal service, which answers for its intake (a renewal whose event is "
+        "not on Kafka yet).",
     )
 
 
@@ -35,6 +41,8 @@ class JourneyStep(Ledger):
     error_code: str | None = None
     retryable: bool | None = None
     detail: str | None = None
+    topic_owner: str | None = None
+    refused_by: str | None = None
 
 
 class Failure(Ledger):
@@ -68,7 +76,7 @@ class Journey(RenewalSummary):
     """A renewal's summary, and every step with its time and owning tool."""
 
     open: bool
-    source: str
+    source: str | None = None
     steps: list[JourneyStep] = Field(default_factory=list)
 
     def elapsed(self, step: JourneyStep) -> timedelta:
@@ -84,17 +92,29 @@ MOST_LISTED = 1000
 """The most renewals the ledger lists in one answer."""
 
 
+class Intake(RenewalSummary):
+    """A renewal request as the renewal service's intake knows it (before the journey has it)."""
+
+    open: bool
+    source: str | None = None
+
+
 class LedgerUnavailable(Exception):
-    """The renewal service did not answer as the ledger does."""
+    """The service did not answer as the ledger (or the intake) does."""
 
 
 class LedgerClient:
-    """Reads the journey ledger of the renewal service at ``base_url``."""
+    """Reads the journey service's ledger at ``base_url`` (``service`` names it in errors)."""
 
     def __init__(
-        self, base_url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        service: str = "journey",
     ) -> None:
         self._base_url = base_url
+        self._service = service
         token = issue_service_token(AuthSettings(), subject="rxsm-cli")
         self._http = httpx.Client(
             base_url=base_url,
@@ -116,6 +136,14 @@ class LedgerClient:
             return None
         return Journey.model_validate(self._json(response))
 
+    def intake(self, renewal_id: UUID) -> Intake | None:
+        """The renewal request as the renewal service's intake knows it (a client of the renewal
+        service), or None when it has no such request."""
+        response = self._get(f"/v1/renewals/{renewal_id}")
+        if response.status_code == 404:
+            return None
+        return Intake.model_validate(self._json(response))
+
     def failures(self, since: datetime, limit: int = MOST_LISTED) -> list[RenewalSummary]:
         """Renewals that failed or stalled since ``since`` (at most ``limit``, the latest first)."""
         response = self._get(
@@ -130,14 +158,15 @@ class LedgerClient:
             return self._http.get(path, params=params)
         except httpx.HTTPError as error:
             raise LedgerUnavailable(
-                f"the renewal service at {self._base_url} did not answer ({type(error).__name__})"
+                f"the {self._service} service at {self._base_url} did not answer "
+                f"({type(error).__name__})"
             ) from error
 
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code != 200:
             raise LedgerUnavailable(
-                f"the renewal service at {self._base_url} answered {response.status_code} "
-                f"to {response.request.url.path}"
+                f"the {self._service} service at {self._base_url} answered "
+                f"{response.status_code} to {response.request.url.path}"
             )
         return response.json()
 

@@ -3,7 +3,8 @@
 Messages sent per platform and per EHR, messages per Veteran, how the care team of each sent message was
 chosen (suggested, recent list, care-system picker), how many sends failed and which step and tool
 failed journeys, and the new flow (OH pilot) against the base. Counts only: no Veteran id is reported.
-Refusals at intake publish no event; the journey ledger has them (``rxsm failures``).
+Refusals at intake (``renewal.refused``) are not read here; the journey service has them
+(``rxsm failures``).
 """
 
 import asyncio

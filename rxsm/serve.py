@@ -1,4 +1,5 @@
-"""Serving one of the three services with uvicorn, on its own port."""
+"""Serving one of the four services (renewal, careteam, messaging, journey) with uvicorn, on its own
+port."""
 
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ SERVICES = {
         ServiceProcess("renewal", "services.renewal.app:create_app", 8001),
         ServiceProcess("careteam", "services.careteam.app:create_app", 8002),
         ServiceProcess("messaging", "services.messaging.app:create_app", 8003),
+        ServiceProcess("journey", "services.journey.app:create_app", 8004),
     )
 }
 PORT_ENV = "RXSM_HTTP_PORT"

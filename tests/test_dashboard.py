@@ -13,8 +13,9 @@ from observability.build_dashboard import DASHBOARD, dashboard
 from plumbing.metrics import FLOW_SERIES, ServiceMetrics
 from rxsm.serve import SERVICES
 from services.careteam.config import IDENTITY as CARETEAM
+from services.journey.domain import Step, outcome_of
+from services.journey.entrypoints import IDENTITY as JOURNEY
 from services.messaging.settings import IDENTITY as MESSAGING
-from services.renewal.domain import Step, outcome_of
 from services.renewal.entrypoints import IDENTITY as RENEWAL
 from tests.test_promtool import record_every_instrument, service_metrics_app
 
@@ -35,7 +36,12 @@ async def exported_metric_names() -> set[str]:
 
 def fresh_series(identity_name: str) -> set[str]:
     """The series names a just-started service exports, before any event or request."""
-    identity = {"renewal": RENEWAL, "careteam": CARETEAM, "messaging": MESSAGING}[identity_name]
+    identity = {
+        "renewal": RENEWAL,
+        "careteam": CARETEAM,
+        "messaging": MESSAGING,
+        "journey": JOURNEY,
+    }[identity_name]
     metrics = ServiceMetrics(identity)
     text = metrics.prometheus_text().decode()
     metrics.shutdown()
@@ -110,15 +116,22 @@ def test_the_draft_and_send_panels_start_at_zero_for_each_ehr_and_cohort() -> No
                 assert line in text.splitlines(), line
 
 
-def test_the_series_started_at_zero_are_steps_the_ledger_counts() -> None:
-    """The funnel's zero series name renewal steps with the outcome the ledger counts them with
-    (services/renewal/domain.py), so the first real count adds to them rather than beside them."""
+def test_the_series_started_at_zero_are_steps_the_journey_counts() -> None:
+    """The funnel's zero series name renewal steps with the outcome the journey service counts them
+    with (services/journey/domain.py), so the first real count adds to them rather than beside
+    them; the renewal service's are its intake's stalls, a failure of meds."""
     seeded = [
-        labels for service in ("renewal", "careteam") for labels in FLOW_SERIES[service]["renewals"]
+        labels for service in ("journey", "careteam") for labels in FLOW_SERIES[service]["renewals"]
     ]
     assert {labels["step"] for labels in seeded} >= {"requested", "message_sent"}
     for labels in seeded:
         assert labels["outcome"] == outcome_of(Step(labels["step"])), labels
+    for labels in FLOW_SERIES["renewal"]["renewals"]:
+        assert (labels["step"], labels["outcome"], labels["tool"]) == ("stalled", "failure", "meds")
+    every_tool = {
+        labels["tool"] for service in FLOW_SERIES.values() for labels in service.get("renewals", [])
+    }
+    assert every_tool <= {"meds", "sm"}, "no step is ever the journey service's own"
 
 
 def test_compose_provisions_the_dashboard_and_scrapes_every_service() -> None:
@@ -132,12 +145,12 @@ def test_compose_provisions_the_dashboard_and_scrapes_every_service() -> None:
     assert jobs == {name: [f"{name}:{service.port}"] for name, service in SERVICES.items()}
 
 
-def test_the_funnel_reads_the_journey_ledger_only() -> None:
+def test_the_funnel_reads_the_journey_and_the_intake_only() -> None:
     """The care-team service counts its own outcomes too; the funnel must not add them twice."""
     funnel = [panel for panel in dashboard()["panels"] if "rxsm_renewals_total" in str(panel)]
     assert funnel
     for panel in funnel:
         for target in panel["targets"]:
             assert target["expr"].count("rxsm_renewals_total{") == target["expr"].count(
-                'job="renewal"'
+                'job=~"journey|renewal"'
             )

@@ -61,14 +61,16 @@ def test_the_demo_pushes_one_renewal_through_and_stops_what_it_started(tmp_path:
         "the services' databases are removed; their logs and the broker's data stay"
     )
     groups = groups_left_on(tmp_path / "kafka", kafka_port)
-    assert {"rxsm-careteam", "rxsm-messaging"} <= groups, "the services' own groups stay"
+    assert {"rxsm-careteam", "rxsm-messaging", "rxsm-journey"} <= groups, (
+        "the services' own groups stay"
+    )
     assert {group for group in groups if not of_a_service(group)} == set(), (
         "the demo leaves no consumer group of its own on the broker"
     )
 
 
 def of_a_service(group: str) -> bool:
-    """A service's consumer group: rxsm-<service>, or one of its own (rxsm-renewal-ledger,
+    """A service's consumer group: rxsm-<service>, or one of its own (rxsm-renewal-closed,
     rxsm-careteam.retry)."""
     return any(
         group == f"rxsm-{name}" or group.startswith((f"rxsm-{name}-", f"rxsm-{name}."))

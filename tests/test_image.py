@@ -31,7 +31,9 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 READ_AT_START = [FLAGS_FILE, DEMO_DIRECTORY, DEMO_SM_DATA]
 """The files the services open at start, found from their own code (``Path(__file__)``)."""
-STATEFUL = {"renewal", "messaging"}
+STATEFUL = {"renewal", "messaging", "journey"}
+FLAGGED = {"renewal", "careteam", "messaging"}
+"""The services that read the feature flags (the journey service reads none)."""
 
 
 def without(line: str) -> str:
@@ -101,8 +103,10 @@ def test_every_service_starts_from_the_image_to_ready(smoked: Smoke) -> None:
     assert sorted(service.name for service in smoked.services) == sorted(SERVICES)
     for service in smoked.services:
         assert service.ready is not None
-        checks = {"kafka": "ok", "flags": "ok"} | (
-            {"database": "ok"} if service.name in STATEFUL else {}
+        checks = (
+            {"kafka": "ok"}
+            | ({"flags": "ok"} if service.name in FLAGGED else {})
+            | ({"database": "ok"} if service.name in STATEFUL else {})
         )
         assert service.ready == {"status": "ready", "service": service.name, "checks": checks}
 

@@ -23,6 +23,7 @@ from plumbing.identity import ServiceIdentity
 from plumbing.metrics import ServiceMetrics
 from plumbing.settings import ServiceSettings
 from services.careteam.config import IDENTITY as CARETEAM
+from services.journey.entrypoints import IDENTITY as JOURNEY
 from services.messaging.settings import IDENTITY as MESSAGING
 from services.renewal.entrypoints import IDENTITY as RENEWAL
 
@@ -123,7 +124,7 @@ def record_every_instrument(metrics: ServiceMetrics) -> None:
     metrics.lag.values[("rxsm-messaging", "t", 0)] = 2
 
 
-@pytest.mark.parametrize("identity", [RENEWAL, CARETEAM, MESSAGING], ids=lambda i: i.name)
+@pytest.mark.parametrize("identity", [RENEWAL, CARETEAM, MESSAGING, JOURNEY], ids=lambda i: i.name)
 async def test_a_service_app_serves_metrics_promtool_accepts(identity: ServiceIdentity) -> None:
     """The /metrics of plumbing's service app, before any event and after requests and every
     instrument recorded once (no broker: the app is not started)."""

@@ -64,15 +64,23 @@ def _messaging() -> MetaData:
     return Base.metadata
 
 
+def _journey() -> MetaData:
+    from services.journey.adapters.ledger import Base
+
+    return Base.metadata
+
+
 BRANCHES: Mapping[str, Branch] = {
     "outbox": Branch("outbox", HERE / "outbox", _outbox),
     "renewal": Branch("renewal", ROOT / "services" / "renewal" / "migrations", _renewal),
     "messaging": Branch("messaging", ROOT / "services" / "messaging" / "migrations", _messaging),
+    "journey": Branch("journey", ROOT / "services" / "journey" / "migrations", _journey),
 }
 
 DATABASES: Mapping[str, tuple[str, ...]] = {
     "renewal": ("outbox", "renewal"),
     "messaging": ("outbox", "messaging"),
+    "journey": ("outbox", "journey"),
 }
 """Each stateful service's database and the branches it holds."""
 

@@ -1,2 +1,2 @@
-"""The renewal service (Medications side): decides whether a prescription may be renewed, starts the
-flow to SM, and keeps the journey ledger that says where each renewal is and whose tool it is at."""
+"""The renewal service (Medications side): decides whether a prescription may be renewed and starts
+the flow to SM. The journey service (services/journey) follows each renewal from there."""

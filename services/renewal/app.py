@@ -29,10 +29,10 @@ class RenewalSettings(ServiceSettings):
     stall_after_seconds: float = Field(
         default=300.0,
         gt=0,
-        description="A renewal waiting longer than this for an automatic step is stalled.",
+        description="An accepted renewal whose event has not reached Kafka within this is stalled.",
     )
     stall_sweep_seconds: float = Field(
-        default=15.0, gt=0, description="How often stalled renewals are looked for."
+        default=15.0, gt=0, description="How often stalled requests are looked for."
     )
 
 
@@ -53,7 +53,7 @@ def create_app(
     metrics = ServiceMetrics(IDENTITY)
     pruner = Pruner(
         sessions,
-        rules(settings, ("journey_steps", "renewals"), prune_finished),
+        rules(settings, ("renewals",), prune_finished),
         metrics.pruned_rows,
         settings.retention_sweep_seconds,
     )
@@ -85,8 +85,8 @@ def create_app(
         tracing,
         title="rxsm renewal service (Medications)",
         description=(
-            "Takes a Veteran's prescription renewal request, starts the flow to SM, and follows "
-            "each renewal through it."
+            "Takes a Veteran's prescription renewal request, decides whether it may be renewed, "
+            "and starts the flow to SM. The journey service follows each renewal from there."
         ),
         resources=resources,
         metrics=metrics,

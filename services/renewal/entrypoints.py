@@ -1,39 +1,35 @@
-"""How requests reach the renewal service: the Medications app over HTTP or on the ingress topic, the
-events that feed the journey ledger, the ledger's readers over HTTP, and the stall sweep."""
+"""How requests reach the renewal service: the Medications app over HTTP or on the ingress topic;
+where a request is, over HTTP, until its event is on Kafka; the sweep for requests whose event does not
+get there; and the journey service's word that a renewal closed."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from faststream import Context, ContextRepo
+from faststream import Context
 from faststream.kafka import KafkaMessage, KafkaRouter
-from opentelemetry.sdk.trace import TracerProvider
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
 from plumbing import http as http_problems
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
-from plumbing.batches import Batch
 from plumbing.broker import subscribe
-from plumbing.deadletter import PermanentError, Settlement
+from plumbing.deadletter import PermanentError
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
+from plumbing.openapi import link
 from plumbing.outbox import OutboxRelay
-from plumbing.telemetry import (
-    TRACING,
-    annotate,
-    current_trace_id,
-    record_failure,
-)
+from plumbing.telemetry import annotate, current_trace_id, record_failure
 from schemas import topics
+from schemas.events import RenewalClosed
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
 from services.renewal import domain, handlers
-from services.renewal.domain import LedgerEvent, Refusal, Status, Step
-from services.renewal.handlers import LEDGER_GROUP, Flags, Sessions, Source
+from services.renewal.domain import IntakeStatus, Refusal
+from services.renewal.handlers import Flags, Sessions, Source
 
 IDENTITY = ServiceIdentity("renewal", Tool.MEDS)
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -43,42 +39,13 @@ log = get_logger(IDENTITY)
 FLOW_CLOSED = frozenset({Refusal.RENEWAL_FLOW_OFF, Refusal.RENEWAL_FLOW_OFF_FOR_EHR})
 """Refusals of the rollout flags rather than of the prescription."""
 
-LEDGER_TOPICS = (
-    topics.RENEWAL_REQUESTED,
-    topics.CARE_TEAMS,
-    topics.DRAFTS,
-    topics.MESSAGES,
-    topics.DEAD_LETTER,
-)
-"""The ledger reads the service's own ``renewal requested`` back (the renewal is then on Kafka), SM's
-topics, and dead letters."""
-
-
-def _count(
-    metrics: ServiceMetrics,
-    step: str,
-    outcome: domain.Outcome,
-    tool: Tool,
-    ehr: Ehr,
-    cohort: Cohort,
-    **labels: str,
-) -> None:
-    """One renewal reached ``step``: the dashboard's funnel and error rate by owning tool."""
-    metrics.renewals.add(
-        1,
-        {
-            "step": step,
-            "outcome": outcome,
-            "tool": str(tool),
-            "ehr": str(ehr),
-            "cohort": str(cohort),
-            **labels,
-        },
-    )
+CLOSED_GROUP = "rxsm-renewal-closed"
+"""The consumer group in which the intake hears that renewals closed (the journey service's
+``renewal.closed``), apart from the ingress's group so neither rebalances the other."""
 
 
 def _report_accepted(accepted: handlers.Accepted, source: Source) -> None:
-    """Log the renewal (ids only); the ledger counts it once its event is on Kafka."""
+    """Log the renewal (ids only); the journey service counts it once its event is on Kafka."""
     annotate("renewal.request", renewal_id=accepted.renewal_id, ehr=accepted.ehr)
     log.info(
         "renewal requested",
@@ -104,10 +71,9 @@ def _report_disagreement(renewal_id: UUID, ehr: Ehr, refusal: Refusal | None) ->
     )
 
 
-def _report_refused(
-    refused: handlers.NotRenewable, source: Source, metrics: ServiceMetrics
-) -> None:
-    """Fail the request's span in meds, log the refusal (ids and code only), and count a new one."""
+def _report_refused(refused: handlers.NotRenewable, source: Source, relay: OutboxRelay) -> None:
+    """Fail the request's span in meds and log the refusal (ids and code only); a new one's
+    ``renewal refused`` is staged, and the journey service counts it once it is on Kafka."""
     annotate("renewal.request", renewal_id=refused.renewal_id, ehr=refused.ehr)
     flow_closed = refused.refusal in FLOW_CLOSED
     record_failure(
@@ -116,15 +82,7 @@ def _report_refused(
         code=refused.refusal.value,
     )
     if not refused.duplicate:
-        _count(
-            metrics,
-            Step.REFUSED.value,
-            "failure",
-            Tool.MEDS,
-            refused.ehr,
-            refused.cohort,
-            reason=refused.refusal.value,
-        )
+        relay.notify()
     log.info(
         "renewal refused",
         step="renewal.request",
@@ -143,13 +101,13 @@ async def on_renewal_request(
     sessions: Annotated[Sessions, Context("sessions")],
     flags: Annotated[Flags, Context("flags")],
     relay: Annotated[OutboxRelay, Context("relay")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
 ) -> None:
     """A request from the ingress topic, handled as over HTTP. A refusal (the renewal flow off for
-    the Veteran, or not renewable) publishes nothing and is recorded in the ledger: look it up by the
-    record's Idempotency-Key header (or by the renewal id logged with "renewal refused"). A
-    redelivered request finds its open renewal and stages nothing new; a redelivered refusal is
-    recorded again unless the record has an Idempotency-Key."""
+    the Veteran, or not renewable) sends nothing to SM: it is saved and published as ``renewal
+    refused`` for the journey service; look it up by the record's Idempotency-Key header (or by the
+    renewal id logged with "renewal refused"). A redelivered request finds its open renewal and
+    stages nothing new; a redelivered refusal is saved again unless the record has an
+    Idempotency-Key."""
     annotate("renewal.request")
     key = _header(message.headers, IDEMPOTENCY_KEY)
     if key is not None and len(key) > MAX_KEY_LENGTH:
@@ -167,7 +125,7 @@ async def on_renewal_request(
             today=datetime.now(UTC).date(),
         )
     except handlers.NotRenewable as refused:
-        _report_refused(refused, "kafka", metrics)
+        _report_refused(refused, "kafka", relay)
         return
     except handlers.IdempotencyKeyReused as error:
         raise PermanentError(
@@ -182,90 +140,34 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
     return str(value) if value else None
 
 
-async def on_ledger_event(
-    event: LedgerEvent,
-    sessions: Annotated[Sessions, Context("sessions")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
+async def on_renewal_closed(
+    event: RenewalClosed, sessions: Annotated[Sessions, Context("sessions")]
 ) -> None:
-    """Record the journey step an event reports (a renewal on Kafka, an SM step, a dead letter about
-    a renewal), and count the renewal's first arrival at that step. Takes the records of the
-    ledger's retry topics; the topics themselves come in batches (``on_ledger_batch``)."""
-    annotate("renewal.ledger")
-    _report_step(await handlers.record_step(event, sessions), metrics)
-
-
-LEDGER_EVENT: TypeAdapter[LedgerEvent] = TypeAdapter(LedgerEvent)
-
-
-async def on_ledger_batch(
-    message: KafkaMessage,
-    context: ContextRepo,
-    sessions: Annotated[Sessions, Context("sessions")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-    tracing: Annotated[TracerProvider, Context(TRACING)],
-) -> None:
-    """A batch of ledger events, recorded in one transaction (and one commit of offsets); each
-    record keeps its own span and fate (see plumbing.batches). One that fails alone is parked on
-    the group's retry topic, where ``on_ledger_event`` takes it."""
-    batch: Batch[LedgerEvent, handlers.Recorded] = Batch(
-        LEDGER_EVENT,
-        "renewal.ledger",
-        tracing,
-        Settlement.of(context, IDENTITY, LEDGER_GROUP),
-        process=lambda events, _: handlers.record_steps(events, sessions),
-        process_one=lambda event: handlers.record_step(event, sessions),
-        report=lambda _, recorded: _report_step(recorded, metrics),
-    )
-    await batch.consume(message.raw_message)
-
-
-def _report_step(recorded: handlers.Recorded | None, metrics: ServiceMetrics) -> None:
-    """Label the current span, count the renewal's first arrival at the step, log it (ids only);
-    nothing for an event about no renewal of ours, or seen before."""
-    if recorded is None:
-        return
-    annotate("renewal.ledger", renewal_id=recorded.renewal_id, ehr=recorded.ehr)
-    step = recorded.record
-    if recorded.first_of_step:
-        reason = {"reason": step.error_code} if step.error_code else {}
-        _count(
-            metrics,
-            step.step.value,
-            domain.outcome_of(step.step),
-            step.tool,
-            recorded.ehr,
-            recorded.cohort,
-            **reason,
+    """The journey service says a renewal closed: its prescription may be requested anew."""
+    annotate("renewal.closed", renewal_id=event.renewal_id)
+    if await handlers.close_renewal(event, sessions):
+        log.info(
+            "renewal closed",
+            step="renewal.closed",
+            renewal_id=str(event.renewal_id),
+            status=event.status,
         )
-    log.info(
-        "journey step recorded",
-        step="renewal.ledger",
-        renewal_id=str(recorded.renewal_id),
-        journey_step=step.step.value,
-        status=recorded.status.value,
-    )
 
 
 def subscribers() -> KafkaRouter:
     """The service's Kafka subscribers, for one broker."""
     router = KafkaRouter()
     subscribe(router, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
-    subscribe(
-        router,
-        LEDGER_TOPICS,
-        on_ledger_event,
-        IDENTITY,
-        group=LEDGER_GROUP,
-        batch_handler=on_ledger_batch,
-    )
+    subscribe(router, topics.RENEWALS_CLOSED, on_renewal_closed, IDENTITY, group=CLOSED_GROUP)
     return router
 
 
 async def sweep_stalls(
     sessions: Sessions, metrics: ServiceMetrics, after: timedelta, every: float
 ) -> None:
-    """Mark stalled renewals every ``every`` seconds until cancelled (a task of the app's lifespan);
-    each is logged and counted under the tool that owns the missing step."""
+    """Every ``every`` seconds until cancelled (a task of the app's lifespan), mark the accepted
+    renewals whose event has not reached Kafka within ``after`` stalled: each is logged and counted
+    once, on meds, whose step (publishing the request) is missing."""
     while True:
         try:
             stalls = await handlers.mark_stalled(sessions, datetime.now(UTC), after)
@@ -273,21 +175,23 @@ async def sweep_stalls(
             log.exception("stall sweep failed", step="renewal.stall")
             stalls = []
         for stall in stalls:
-            _count(
-                metrics,
-                Status.STALLED.value,
-                "failure",
-                stall.waiting.tool,
-                stall.ehr,
-                stall.cohort,
-                waiting_for=stall.waiting.step.value,
+            metrics.renewals.add(
+                1,
+                {
+                    "step": IntakeStatus.STALLED.value,
+                    "outcome": "failure",
+                    "tool": str(Tool.MEDS),
+                    "ehr": str(stall.ehr),
+                    "cohort": str(stall.cohort),
+                    "waiting_for": domain.AWAITED,
+                },
             )
             log.warning(
                 "renewal stalled",
                 step="renewal.stall",
                 renewal_id=str(stall.renewal_id),
-                waiting_for=stall.waiting.step.value,
-                owner=stall.waiting.tool.value,
+                waiting_for=domain.AWAITED,
+                owner=Tool.MEDS.value,
                 since=stall.since.isoformat(),
             )
         await asyncio.sleep(every)
@@ -309,9 +213,10 @@ http = APIRouter(prefix="/v1", tags=["renewals"], responses=http_problems.API_ER
 class RenewalAccepted(BaseModel):
     renewal_id: UUID
     trace_id: str | None = Field(description="The trace of this request.")
-    status: Status = Field(
+    status: IntakeStatus = Field(
         description="``accepted`` for a new renewal (its event reaches Kafka within moments), or "
-        "where a repeated request's renewal is."
+        "where a repeated request's renewal is as the intake knows it (``requested`` once its "
+        "event is on Kafka: the journey service says where it is; how it closed, once it has)."
     )
 
 
@@ -319,56 +224,39 @@ class RenewalProblem(http_problems.Problem):
     renewal_id: UUID | None = None
 
 
-class JourneyStep(BaseModel):
-    step: Step
-    tool: Tool = Field(description="The tool that owns the step: meds or sm.")
-    at: datetime
-    error_code: str | None = None
-    retryable: bool | None = Field(
-        default=None, description="A failed send: whether SM may succeed sending the same attempt."
-    )
-    detail: str | None = Field(default=None, description="A dead letter's service and reason.")
-
-
 class Failure(BaseModel):
-    tool: Tool = Field(description="The tool that failed the renewal.")
-    step: Step
+    tool: Tool = Field(description="meds: the intake refused the request.")
+    step: str = Field(description="refused")
     error_code: str | None
 
 
 class Stalled(BaseModel):
-    waiting_for: Step
-    tool: Tool = Field(description="The tool that owns the missing step.")
-    since: datetime = Field(description="When the ledger saw the renewal reach its last step.")
+    waiting_for: str = Field(description="requested: the request's event on Kafka.")
+    tool: Tool = Field(description="meds, which publishes it.")
+    since: datetime = Field(description="When the renewal was accepted.")
     detected_at: datetime
 
 
-class RenewalSummary(BaseModel):
-    """Where a renewal is, and whose tool failed it or holds it up."""
+class RenewalIntake(BaseModel):
+    """A renewal request as the intake (Medications) knows it: accepted or refused, and whether its
+    event is on Kafka. From there on the journey service follows it (``rxsm journey``)."""
 
     renewal_id: UUID
-    status: Status
+    status: IntakeStatus
+    open: bool = Field(
+        description="A request for the same prescription answers this renewal (until the journey "
+        "service says it closed)."
+    )
+    source: Source
     ehr: Ehr
     cohort: Cohort = Field(description="The rollout cohort, decided when the request came in.")
-    trace_id: str | None = Field(description="The trace of the request that started the renewal.")
+    trace_id: str | None = Field(description="The trace of the request.")
     requested_at: datetime
-    updated_at: datetime = Field(
-        description="When the ledger saw the renewal reach its status (a stall: when it was found)."
+    updated_at: datetime = Field(description="When the request reached its status.")
+    failure: Failure | None = Field(description="The refusal, for a refused request.")
+    stalled: Stalled | None = Field(
+        description="Accepted, and its event still not on Kafka after the stall timeout."
     )
-    failure: Failure | None
-    stalled: Stalled | None
-
-
-class Journey(RenewalSummary):
-    """A renewal's journey: its summary, and every step with its time and owning tool."""
-
-    open: bool = Field(description="Further steps are expected.")
-    source: Source
-    steps: list[JourneyStep]
-
-
-class RenewalList(BaseModel):
-    renewals: list[RenewalSummary] = Field(description="Most recently updated first.")
 
 
 def sessions_of(request: Request) -> Sessions:
@@ -386,11 +274,6 @@ def relay_of(request: Request) -> OutboxRelay:
     return relay
 
 
-def metrics_of(request: Request) -> ServiceMetrics:
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
-
-
 SessionsDep = Annotated[Sessions, Depends(sessions_of)]
 
 
@@ -404,11 +287,29 @@ REFUSAL_STATUS = {refusal: 403 for refusal in FLOW_CLOSED}
 prescription's EHR, else 422."""
 
 
+ACCEPTED_LINKS = {
+    "GetRenewal": link(
+        "GET",
+        "/v1/renewals/{renewal_id}",
+        "The renewal as the intake knows it.",
+        renewal_id="$response.body#/renewal_id",
+    ),
+    "GetRenewalByKey": link(
+        "GET",
+        "/v1/renewals/by-idempotency-key/{idempotency_key}",
+        "The same renewal, found by the request's Idempotency-Key (when it had one).",
+        idempotency_key="$request.header.Idempotency-Key",
+    ),
+}
+"""OpenAPI links of an accepted renewal: where the Medications app reads it next."""
+
+
 @http.post(
     "/renewals",
     status_code=202,
     response_model=RenewalAccepted,
     responses={
+        202: {"links": ACCEPTED_LINKS},
         401: {"model": RenewalProblem, "description": "No valid service token."},
         403: {
             "model": RenewalProblem,
@@ -425,7 +326,6 @@ async def post_renewal(
     sessions: SessionsDep,
     flags: Annotated[Flags, Depends(flags_of)],
     relay: Annotated[OutboxRelay, Depends(relay_of)],
-    metrics: Annotated[ServiceMetrics, Depends(metrics_of)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -452,7 +352,7 @@ async def post_renewal(
             today=datetime.now(UTC).date(),
         )
     except handlers.NotRenewable as refused:
-        _report_refused(refused, "http", metrics)
+        _report_refused(refused, "http", relay)
         refusal = refused.refusal
         return _problem(
             REFUSAL_STATUS.get(refusal, 422), refusal.value, refusal.message, refused.renewal_id
@@ -471,137 +371,82 @@ async def post_renewal(
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": RenewalProblem, "description": "No such renewal."}
+    404: {"model": RenewalProblem, "description": "No such renewal request."}
 }
 
 
-def _summary(found: handlers.Journey) -> RenewalSummary:
-    row, failure = found.renewal, found.state.failure
+def _intake(found: handlers.Request) -> RenewalIntake:
+    row, status = found.renewal, found.status
     stalled = (
         Stalled(
-            waiting_for=Step(row.stalled_step),
-            tool=Tool(row.stalled_tool),
-            since=row.status_since,
+            waiting_for=row.stalled_step or domain.AWAITED,
+            tool=Tool.MEDS,
+            since=row.created_at,
             detected_at=row.stalled_at,
         )
-        if row.stalled_at is not None and row.stalled_step and row.stalled_tool
+        if status is IntakeStatus.STALLED and row.stalled_at is not None
         else None
     )
-    return RenewalSummary(
+    refused = row.refusal is not None
+    return RenewalIntake(
         renewal_id=UUID(row.id),
-        status=Status.STALLED if stalled else found.state.status,
+        status=status,
+        open=row.open_key is not None,
+        source="kafka" if row.source == "kafka" else "http",
         ehr=Ehr(row.ehr),
         cohort=Cohort(row.cohort),
         trace_id=row.trace_id,
         requested_at=row.created_at,
         updated_at=row.stalled_at or row.status_since,
-        failure=Failure(tool=failure.tool, step=failure.step, error_code=failure.error_code)
-        if failure
+        failure=Failure(tool=Tool.MEDS, step="refused", error_code=row.refusal)
+        if refused
         else None,
         stalled=stalled,
-    )
-
-
-def _journey(found: handlers.Journey) -> Journey:
-    return Journey(
-        **dict(_summary(found)),
-        open=not found.state.closed,
-        source="kafka" if found.renewal.source == "kafka" else "http",
-        steps=[
-            JourneyStep(
-                step=Step(step.step),
-                tool=Tool(step.tool),
-                at=step.occurred_at,
-                error_code=step.error_code,
-                retryable=step.retryable,
-                detail=step.detail,
-            )
-            for step in found.steps
-        ],
     )
 
 
 def _not_found(what: str) -> HTTPException:
     return HTTPException(
         status_code=404,
-        detail={"code": "renewal_not_found", "message": f"No renewal has this {what}; check it."},
+        detail={
+            "code": "renewal_not_found",
+            "message": f"No renewal request has this {what}; check it.",
+        },
     )
 
 
-def _may_read(caller: Caller, found: handlers.Journey) -> bool:
+def _may_read(caller: Caller, found: handlers.Request) -> bool:
     return caller.veteran_id is None or caller.veteran_id == found.renewal.veteran_id
 
 
-@http.get(
-    "/renewals/{renewal_id}", response_model=Journey, responses=NOT_FOUND, tags=["operations"]
-)
-async def get_renewal(renewal_id: UUID, caller: VeteranOrService, sessions: SessionsDep) -> Journey:
-    """The renewal's journey: status, each step with its time and owning tool, the failing tool and
-    error code, a stall and the tool that owns the missing step, and the request's trace id.
+@http.get("/renewals/{renewal_id}", response_model=RenewalIntake, responses=NOT_FOUND)
+async def get_renewal(
+    renewal_id: UUID, caller: VeteranOrService, sessions: SessionsDep
+) -> RenewalIntake:
+    """The renewal request as the intake knows it: accepted (stalled on meds when its event has not
+    reached Kafka within the stall timeout), refused and why, or requested once its event is on
+    Kafka. Where the renewal is from there is the journey service's (``GET /v1/renewals/{id}``
+    there).
 
     For a service token (the Medications app, SRE tools) any renewal; for a Veteran's token only
     their own (another Veteran's renewal is not found)."""
-    found = await handlers.journey(sessions, renewal_id)
+    found = await handlers.renewal(sessions, renewal_id)
     if found is None or not _may_read(caller, found):
         raise _not_found("renewal_id")
-    return _journey(found)
+    return _intake(found)
 
 
 @http.get(
     "/renewals/by-idempotency-key/{idempotency_key}",
-    response_model=Journey,
+    response_model=RenewalIntake,
     responses=NOT_FOUND,
-    tags=["operations"],
 )
 async def get_renewal_by_key(
     idempotency_key: str, caller: VeteranOrService, sessions: SessionsDep
-) -> Journey:
-    """The journey of the renewal requested with this Idempotency-Key (over HTTP or Kafka)."""
-    found = await handlers.journey_for_key(sessions, idempotency_key)
+) -> RenewalIntake:
+    """The renewal request made with this Idempotency-Key (over HTTP or Kafka), as the intake
+    knows it."""
+    found = await handlers.renewal_for_key(sessions, idempotency_key)
     if found is None or not _may_read(caller, found):
         raise _not_found("Idempotency-Key")
-    return _journey(found)
-
-
-@http.get(
-    "/renewals",
-    response_model=RenewalList,
-    responses={
-        422: {"model": RenewalProblem, "description": "An unknown status or an unreadable since."}
-    },
-    tags=["operations"],
-)
-async def list_renewals(
-    caller: VeteranOrService,
-    sessions: SessionsDep,
-    status: Annotated[
-        str | None,
-        Query(
-            description="Comma-separated statuses; ``failed`` names every status in which a tool "
-            "failed the renewal (refused, care_team_unavailable, send_failed, dead_lettered). "
-            "All statuses when absent.",
-            examples=["failed,stalled"],
-        ),
-    ] = None,
-    since: Annotated[
-        str | None,
-        Query(
-            description="Only renewals that reached their status since then: a duration back from "
-            "now (30m, 1h, 7d) or an ISO 8601 time (UTC unless it says otherwise).",
-            examples=["1h"],
-        ),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> RenewalList | JSONResponse:
-    """Renewals for SREs (a service token), most recently updated first: each one's status, failing
-    tool, step and error code, the step and tool a stalled one waits for, its EHR, cohort and trace
-    id."""
-    if caller.veteran_id is not None:
-        return _problem(403, "service_only", "Only a service token may list renewals.")
-    try:
-        statuses = domain.statuses_named(status) if status else frozenset()
-        after = domain.since_named(since, datetime.now(UTC)) if since else None
-    except ValueError as error:
-        return _problem(422, "invalid_request", f"Fix the request: {error}.")
-    found = await handlers.renewals(sessions, statuses, after, limit)
-    return RenewalList(renewals=[_summary(renewal) for renewal in found])
+    return _intake(found)

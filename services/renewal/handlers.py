@@ -1,21 +1,19 @@
-"""Use cases of the renewal service: request a renewal, record the journey's steps, find stalls, list
-renewals for SREs.
+"""Use cases of the renewal service: request a renewal, say where a request is until its event is on
+Kafka, find the ones whose event never gets there, and let a prescription be requested anew once the
+journey service says its renewal closed.
 
-Requesting saves the renewal and stages its ``renewal requested`` event in the outbox in one
-transaction (plumbing.outbox): both are saved or neither. The outbox relay publishes the event, and the
-ledger reads it back from Kafka like every other step, so a renewal whose event is not on Kafka yet is
-``accepted`` (and stalls on meds). A request repeated with the same Idempotency-Key, or for a
-prescription whose renewal is still open, finds the committed renewal and stages nothing.
+Requesting saves the renewal and stages its ``renewal requested`` event (a refusal: its ``renewal
+refused``) in the outbox in one transaction (plumbing.outbox): both are saved or neither. The outbox
+relay publishes the event; until it is on Kafka the renewal is ``accepted``, and one whose event does
+not get there stalls on meds. The journey service follows the renewal from its event on. A request
+repeated with the same Idempotency-Key, or for a prescription whose renewal is still open, finds the
+committed renewal and stages nothing.
 
 The renewal flow's feature flag, the flag of the prescription's EHR (and the Veteran's rollout
 cohort) are evaluated once, when a request makes a new renewal: a renewal accepted while the flags
 were on finishes if one is turned off, and a repeat of its request answers it.
-
-Recording a step records the event's id in the inbox in the same transaction, so a redelivered event
-has no second effect.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
@@ -25,23 +23,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
-from plumbing.outbox import mark_processed, processed, stage
-from schemas.events import RenewalRequested
+from plumbing.outbox import stage
+from schemas.events import RenewalClosed, RenewalRefused, RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
 from services.renewal import domain
 from services.renewal.adapters import ledger
-from services.renewal.adapters.ledger import RenewalRow, StepRow
-from services.renewal.domain import Eligibility, Refusal, Status, Step, StepRecord
+from services.renewal.adapters.ledger import RenewalRow
+from services.renewal.domain import Eligibility, IntakeStatus, Refusal
 
 Sessions = async_sessionmaker[AsyncSession]
 Source = Literal["http", "kafka"]
 
 RENEWAL_FLOW_FOR = {Ehr.VISTA: RENEWAL_FLOW_VISTA, Ehr.ORACLE_HEALTH: RENEWAL_FLOW_ORACLE_HEALTH}
 """The flag that opens the renewal flow for an EHR's prescriptions."""
-
-LEDGER_GROUP = "rxsm-renewal-ledger"
-"""The consumer group the journey ledger reads its topics in, and the name of its inbox."""
 
 
 class Flags(Protocol):
@@ -53,7 +48,7 @@ class Flags(Protocol):
 
 
 class NotRenewable(Exception):
-    """The request is refused; the refusal is recorded under ``renewal_id``.
+    """The request is refused; the refusal is saved under ``renewal_id``, its event staged.
 
     ``duplicate``: a repeat of a refused request (same Idempotency-Key), refused before.
     ``upstream_disagrees``: the record's ``isRenewable`` and rxsm's check of it disagree.
@@ -87,7 +82,7 @@ class Accepted:
     renewal_id: UUID
     ehr: Ehr
     cohort: Cohort
-    status: Status
+    status: IntakeStatus
     """Where the renewal is: ``accepted`` for a new one, maybe further on for a repeat."""
     duplicate: bool
     upstream_disagrees: bool = False
@@ -133,8 +128,9 @@ async def request_renewal(
     trace_id: str | None,
     today: date,
 ) -> Accepted:
-    """Accept a renewal once, with its ``renewal requested`` event staged for Kafka; record and raise
-    the refusal of a request the flag or the eligibility rules refuse."""
+    """Accept a renewal once, with its ``renewal requested`` event staged for Kafka; save the refusal
+    of a request the flag or the eligibility rules refuse, with its ``renewal refused`` staged, and
+    raise it."""
     verdict = domain.check_renewal(request, today)
     row, intake = await _find_or_add(
         request, verdict, sessions, flags, source, idempotency_key, trace_id
@@ -148,11 +144,12 @@ async def request_renewal(
             duplicate=intake is None,
             upstream_disagrees=intake is not None and intake.upstream_disagrees,
         )
+    status = IntakeStatus.ACCEPTED if intake is not None else await _status_of(sessions, row)
     return Accepted(
         UUID(row.id),
         Ehr(row.ehr),
         Cohort(row.cohort),
-        Status(row.status),
+        status,
         duplicate=intake is None,
         upstream_disagrees=intake is not None and intake.upstream_disagrees,
     )
@@ -183,7 +180,7 @@ async def _find_or_add(
             session.add(row)
             refusal = intake.refusal
             if refusal is not None:
-                session.add(_refusal_step(row, refusal))
+                stage(session, _refused(row, request, refusal))
             else:
                 stage(session, _requested(row, request, intake))
         return row, intake
@@ -237,7 +234,7 @@ def _new_renewal(
         else ledger.open_key(request.veteranId, request.prescription.prescriptionId),
         refusal=refusal.value if refusal else None,
         trace_id=trace_id,
-        status=(Status.REFUSED if refusal else Status.ACCEPTED).value,
+        status=(IntakeStatus.REFUSED if refusal else IntakeStatus.ACCEPTED).value,
         status_since=now,
         created_at=now,
     )
@@ -254,112 +251,50 @@ def _requested(row: RenewalRow, request: RenewalRequest, intake: Intake) -> Rene
         prescription=request.prescription,
         oh_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.ORACLE_HEALTH],
         vista_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.VISTA],
+        source="kafka" if row.source == "kafka" else "http",
+        idempotency_key=row.idempotency_key,
     )
 
 
-def _refusal_step(row: RenewalRow, refusal: Refusal) -> StepRow:
-    return StepRow(
-        event_id=str(uuid4()),
-        renewal_id=row.id,
-        step=Step.REFUSED.value,
-        tool=Tool.MEDS.value,
+def _refused(row: RenewalRow, request: RenewalRequest, refusal: Refusal) -> RenewalRefused:
+    """The refusal for the journey service: its code, never the prescription."""
+    return RenewalRefused(
+        renewal_id=UUID(row.id),
         occurred_at=row.created_at,
-        recorded_at=row.created_at,
-        error_code=refusal.value,
+        cohort=Cohort(row.cohort),
+        veteran_id=request.veteranId,
+        ehr=Ehr(row.ehr),
+        code=refusal.value,
+        source="kafka" if row.source == "kafka" else "http",
+        idempotency_key=row.idempotency_key,
     )
 
 
-@dataclass(frozen=True)
-class Recorded:
-    renewal_id: UUID
-    record: StepRecord
-    status: Status
-    ehr: Ehr
-    cohort: Cohort
-    first_of_step: bool
-    """The renewal reached this step for the first time (the funnel counts it once)."""
+INTAKE_STATUSES = frozenset(status.value for status in IntakeStatus)
 
 
-async def record_step(event: domain.LedgerEvent, sessions: Sessions) -> Recorded | None:
-    """Record the step an event reports, with its id in the inbox, in one transaction; None when it
-    is about no renewal of ours or was processed before."""
-    (recorded,) = await record_steps([event], sessions)
-    return recorded
+async def _status_of(sessions: Sessions, row: RenewalRow) -> IntakeStatus:
+    async with sessions() as session:
+        return await _status(session, row)
 
 
-async def record_steps(
-    events: Sequence[domain.LedgerEvent], sessions: Sessions
-) -> list[Recorded | None]:
-    """``record_step`` for a batch of events, in one transaction of a few queries, whatever the
-    batch's size: one result per event, in order."""
-    observed = [domain.observed_step(event) for event in events]
-    async with sessions.begin() as session:
-        batch = await LedgerBatch.load(session, [o for o in observed if o is not None])
-        return [batch.record(session, o) if o is not None else None for o in observed]
-
-
-@dataclass
-class LedgerBatch:
-    """What a batch of events needs from the ledger, read in three queries: the renewals (locked,
-    on PostgreSQL, in the order of their ids, so instances recording overlapping batches take turns
-    without deadlock), their steps so far, and which events the inbox has seen."""
-
-    renewals: dict[str, RenewalRow]
-    steps: dict[str, list[StepRecord]]
-    seen: set[str]
-
-    @classmethod
-    async def load(cls, session: AsyncSession, observed: list[domain.Observed]) -> "LedgerBatch":
-        renewal_ids = sorted({str(o.renewal_id) for o in observed})
-        renewals = {row.id: row for row in await ledger.renewals_locked(session, renewal_ids)}
-        steps = await ledger.steps_of_each(session, list(renewals))
-        seen = await processed(session, LEDGER_GROUP, [str(o.event_id) for o in observed])
-        return cls(
-            renewals,
-            {renewal_id: [step.record for step in rows] for renewal_id, rows in steps.items()},
-            seen,
-        )
-
-    def record(self, session: AsyncSession, observed: domain.Observed) -> Recorded | None:
-        """Add the step and its inbox entry, and bring the renewal's status up to date."""
-        row = self.renewals.get(str(observed.renewal_id))
-        if row is None or str(observed.event_id) in self.seen:
-            return None
-        self.seen.add(str(observed.event_id))
-        mark_processed(session, LEDGER_GROUP, observed.event_id)
-        step = observed.record
-        history = self.steps[row.id]
-        first_of_step = all(earlier.step is not step.step for earlier in history)
-        history.append(step)
-        session.add(
-            StepRow(
-                event_id=str(observed.event_id),
-                renewal_id=row.id,
-                step=step.step.value,
-                tool=step.tool.value,
-                occurred_at=step.at,
-                recorded_at=_now(),
-                error_code=step.error_code,
-                retryable=step.retryable,
-                detail=step.detail,
-                source_topic=step.source_topic,
-            )
-        )
-        state = domain.journey(history)
-        if state.status.value != row.status:
-            row.status = state.status.value
-            row.status_since = _now()
-            row.stalled_at = row.stalled_step = row.stalled_tool = None
-        if state.closed:
-            row.open_key = None
-        return Recorded(
-            observed.renewal_id,
-            step,
-            state.status,
-            Ehr(row.ehr),
-            Cohort(row.cohort),
-            first_of_step,
-        )
+async def _status(session: AsyncSession, row: RenewalRow) -> IntakeStatus:
+    """Where a renewal is as the intake knows it: refused, or closed as the journey service said;
+    else accepted (stalled, once found so) while its event waits in the outbox, and requested once
+    it is on Kafka."""
+    if row.status not in INTAKE_STATUSES:
+        return (
+            IntakeStatus.REQUESTED
+        )  # a status of the ledger that ran here before the journey service
+    if row.status != IntakeStatus.ACCEPTED.value:
+        return IntakeStatus(row.status)
+    match await ledger.delivery(session, row.id):
+        case "pending":
+            return IntakeStatus.STALLED if row.stalled_at is not None else IntakeStatus.ACCEPTED
+        case "set_aside":
+            return IntakeStatus.FAILED
+        case "published":
+            return IntakeStatus.REQUESTED
 
 
 @dataclass(frozen=True)
@@ -367,62 +302,48 @@ class Stall:
     renewal_id: UUID
     ehr: Ehr
     cohort: Cohort
-    waiting: domain.Waiting
     since: datetime
 
 
 async def mark_stalled(sessions: Sessions, now: datetime, after: timedelta) -> list[Stall]:
-    """Mark every renewal that has waited longer than ``after`` for an automatic step as stalled."""
+    """Mark every accepted renewal whose event has waited in the outbox longer than ``after`` as
+    stalled on meds (once: a stall is reported when found)."""
     stalls = []
     async with sessions.begin() as session:
-        candidates = await ledger.waiting_since_before(
-            session, list(domain.NEXT_AUTOMATIC_STEP), now - after
-        )
-        for row in candidates:
-            waiting = domain.stalled(Status(row.status), row.status_since, now, after)
-            if waiting is None:
+        for row in await ledger.unpublished_since_before(session, now - after):
+            if not domain.stalled(row.created_at, now, after):
                 continue
             row.stalled_at = now
-            row.stalled_step = waiting.step.value
-            row.stalled_tool = waiting.tool.value
-            stalls.append(
-                Stall(UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), waiting, row.status_since)
-            )
+            row.stalled_step = domain.AWAITED
+            row.stalled_tool = Tool.MEDS.value
+            stalls.append(Stall(UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), row.created_at))
     return stalls
 
 
+async def close_renewal(event: RenewalClosed, sessions: Sessions) -> bool:
+    """The journey service says the renewal closed: its prescription may be requested anew (a
+    redelivered event changes nothing more). False for a renewal this intake does not have."""
+    async with sessions.begin() as session:
+        return await ledger.close(session, str(event.renewal_id), event.status, _now())
+
+
 @dataclass(frozen=True)
-class Journey:
+class Request:
+    """A renewal request as the intake answers for it."""
+
     renewal: RenewalRow
-    steps: Sequence[StepRow]
-    state: domain.JourneyState
+    status: IntakeStatus
 
 
-async def journey(sessions: Sessions, renewal_id: UUID) -> Journey | None:
-    """A renewal with its steps and its state."""
+async def renewal(sessions: Sessions, renewal_id: UUID) -> Request | None:
+    """The renewal request with this id, and where it is."""
     async with sessions() as session:
         row = await session.get(RenewalRow, str(renewal_id))
-        if row is None:
-            return None
-        steps = await ledger.steps_of(session, row.id)
-    return Journey(row, steps, domain.journey([step.record for step in steps]))
+        return None if row is None else Request(row, await _status(session, row))
 
 
-async def journey_for_key(sessions: Sessions, idempotency_key: str) -> Journey | None:
+async def renewal_for_key(sessions: Sessions, idempotency_key: str) -> Request | None:
     """The renewal requested with this Idempotency-Key (a Kafka request's outcome, for instance)."""
     async with sessions() as session:
         row = await ledger.by_idempotency_key(session, idempotency_key)
-    return None if row is None else await journey(sessions, UUID(row.id))
-
-
-async def renewals(
-    sessions: Sessions, statuses: frozenset[Status], since: datetime | None, limit: int
-) -> list[Journey]:
-    """Renewals shown in one of ``statuses`` (all when empty) since ``since``, most recent first."""
-    async with sessions() as session:
-        rows = await ledger.listed(session, statuses, since, limit)
-        steps = await ledger.steps_of_each(session, [row.id for row in rows])
-    return [
-        Journey(row, steps[row.id], domain.journey([step.record for step in steps[row.id]]))
-        for row in rows
-    ]
+        return None if row is None else Request(row, await _status(session, row))

@@ -1,4 +1,5 @@
-"""The three services running in this process against the real broker, sharing one span exporter."""
+"""The four services (renewal, careteam, messaging, journey) running in this process against the real
+broker, sharing one span exporter."""
 
 import io
 import json
@@ -23,6 +24,8 @@ from plumbing.flags import FlagFile
 from plumbing.logs import configure_logging
 from plumbing.settings import ServiceSettings
 from services.careteam.app import create_app as careteam_app
+from services.journey.app import JourneySettings
+from services.journey.app import create_app as journey_app
 from services.messaging.app import create_app as messaging_app
 from services.renewal.app import RenewalSettings
 from services.renewal.app import create_app as renewal_app
@@ -34,7 +37,8 @@ MEDICATIONS_APP = {
 """The renewal service's client calls as the Medications app, with its service token."""
 
 STALL_AFTER_SECONDS = 3.0
-"""The renewal ledger's stall timeout in these tests."""
+"""The stall timeout in these tests: the journey's, and the renewal intake's for an event that does
+not reach Kafka."""
 
 MESSAGING_DATABASE_URL = os.environ.get("RXSM_TEST_DATABASE_URL")
 """Where the messaging service keeps its drafts when set (CI: a throwaway PostgreSQL), else SQLite."""
@@ -46,6 +50,8 @@ class Flow:
     renewal: httpx.AsyncClient
     careteam: httpx.AsyncClient
     messaging: httpx.AsyncClient
+    journey: httpx.AsyncClient
+    """The journey service's client, with a service token (an SRE tool's)."""
     spans: InMemorySpanExporter
     log_stream: io.StringIO
     apps: dict[str, FastAPI]
@@ -74,6 +80,11 @@ async def flow(
         stall_after_seconds=STALL_AFTER_SECONDS,
         stall_sweep_seconds=0.2,
     )
+    journey_settings = JourneySettings(
+        **settings.model_dump(),
+        stall_after_seconds=STALL_AFTER_SECONDS,
+        stall_sweep_seconds=0.2,
+    )
     spans = InMemorySpanExporter()
     apps = {
         "renewal": renewal_app(renewal_settings, spans),
@@ -81,6 +92,7 @@ async def flow(
         "messaging": messaging_app(
             settings.model_copy(update={"database_url": MESSAGING_DATABASE_URL}), spans
         ),
+        "journey": journey_app(journey_settings, spans),
     }
     log_stream = io.StringIO()
     configure_logging(RENEWAL, "INFO", stream=log_stream)
@@ -93,7 +105,7 @@ async def flow(
                 httpx.AsyncClient(
                     transport=transport,
                     base_url=f"http://{name}",
-                    headers=MEDICATIONS_APP if name == "renewal" else None,
+                    headers=MEDICATIONS_APP if name in ("renewal", "journey") else None,
                 )
             )
         yield Flow(

@@ -172,7 +172,7 @@ async def dead_letter_on_care_teams(flow: Flow) -> None:
 
 
 async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: Flow) -> None:
-    services = ("renewal", "careteam", "messaging")
+    services = ("renewal", "careteam", "messaging", "journey")
     before = {service: await samples(flow, service) for service in services}
 
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
@@ -214,19 +214,18 @@ async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: 
         dead = min(
             total(after[service], "rxsm_dead_letters_total", topic=topics.CARE_TEAMS)
             - total(before[service], "rxsm_dead_letters_total", topic=topics.CARE_TEAMS)
-            for service in ("messaging", "renewal")
+            for service in ("messaging", "journey")
         )
         unavailable = total(
-            after["renewal"], "rxsm_renewals_total", step="care_team_unavailable", tool="sm"
+            after["journey"], "rxsm_renewals_total", step="care_team_unavailable", tool="sm"
         )
-        sent_steps = total(after["renewal"], "rxsm_renewals_total", step="message_sent")
+        sent_steps = total(after["journey"], "rxsm_renewals_total", step="message_sent")
         ready = (
             lagging
-            and dead
-            > total(before["messaging"], "rxsm_dead_letters_total", topic=topics.CARE_TEAMS)
+            and dead >= 1
             and unavailable
-            > total(before["renewal"], "rxsm_renewals_total", step="care_team_unavailable")
-            and sent_steps > total(before["renewal"], "rxsm_renewals_total", step="message_sent")
+            > total(before["journey"], "rxsm_renewals_total", step="care_team_unavailable")
+            and sent_steps > total(before["journey"], "rxsm_renewals_total", step="message_sent")
         )
         return after if ready else None
 
@@ -265,24 +264,28 @@ async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: 
         ("message_send_failed", "sm", "failure"),
         ("message_sent", "sm", "success"),
     ):
-        assert grew("renewal", "rxsm_renewals_total", step=step, tool=tool, outcome=outcome) >= 1, (
+        assert grew("journey", "rxsm_renewals_total", step=step, tool=tool, outcome=outcome) >= 1, (
             step
         )
     for ehr in ("vista", "oracle_health"):  # counted from zero: the series exist from start
-        assert grew("renewal", "rxsm_renewals_total", ehr=ehr) >= 1, ehr
-    assert grew("renewal", "rxsm_dead_letters_total", tool="meds", topic=topics.CARE_TEAMS) >= 1
+        assert grew("journey", "rxsm_renewals_total", ehr=ehr) >= 1, ehr
+    assert grew("journey", "rxsm_dead_letters_total", tool="journey", topic=topics.CARE_TEAMS) >= 1
+    assert label_values(after["journey"], "rxsm_dead_letters_total", "tool") <= {"journey"}, (
+        "what the journey service refuses is its own, never meds' or sm's"
+    )
+    assert grew("renewal", "rxsm_renewals_total") == 0, "meds' intake counts only its stalls"
 
     for service in services:
         assert label_values(after[service], "rxsm_consumer_lag", "consumer_group"), service
 
 
 @asynccontextmanager
-async def renewal_served_on_a_port(flow: Flow) -> AsyncIterator[str]:
-    """The running renewal service, also on a local TCP port, as an SRE's machine reaches it."""
+async def served_on_a_port(flow: Flow, service: str) -> AsyncIterator[str]:
+    """A running service, also on a local TCP port, as an SRE's machine reaches it."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            flow.apps["renewal"],
+            flow.apps[service],
             host="127.0.0.1",
             port=port,
             lifespan="off",
@@ -303,14 +306,14 @@ async def _started(server: uvicorn.Server) -> bool | None:
     return True if server.started else None
 
 
-async def rxsm(renewal_url: str, *args: str) -> str:
+async def rxsm(journey_url: str, *args: str) -> str:
     """Run the installed command line as an SRE does, in a process of its own."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "rxsm",
         *args,
-        env={**os.environ, "RXSM_RENEWAL_URL": renewal_url, "COLUMNS": "200"},
+        env={**os.environ, "RXSM_JOURNEY_URL": journey_url, "COLUMNS": "200"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -321,8 +324,8 @@ async def rxsm(renewal_url: str, *args: str) -> str:
 
 def reached(flow: Flow, renewal_id: str, status: str) -> Callable[[], Any]:
     async def probe() -> bool | None:
-        response = await flow.renewal.get(f"/v1/renewals/{renewal_id}")
-        return True if response.json()["status"] == status else None
+        response = await flow.journey.get(f"/v1/renewals/{renewal_id}")
+        return True if response.status_code == 200 and response.json()["status"] == status else None
 
     return probe
 
@@ -336,11 +339,11 @@ async def test_rxsm_journey_names_the_tool_step_and_error_of_a_failed_renewal(fl
         await flow.messaging.post(f"/v1/drafts/{draft['id']}/send", headers=bearer(MIXED))
     await eventually(reached(flow, sm98_renewal, "send_failed"))
 
-    async with renewal_served_on_a_port(flow) as renewal_url:
-        printed = await rxsm(renewal_url, "journey", renewal_id)
-        as_json = json.loads(await rxsm(renewal_url, "journey", renewal_id, "--json"))
-        send_failed = await rxsm(renewal_url, "journey", sm98_renewal)
-        grouped = json.loads(await rxsm(renewal_url, "failures", "--since", "1h", "--json"))
+    async with served_on_a_port(flow, "journey") as journey_url:
+        printed = await rxsm(journey_url, "journey", renewal_id)
+        as_json = json.loads(await rxsm(journey_url, "journey", renewal_id, "--json"))
+        send_failed = await rxsm(journey_url, "journey", sm98_renewal)
+        grouped = json.loads(await rxsm(journey_url, "failures", "--since", "1h", "--json"))
 
     assert f"Renewal {renewal_id}: care_team_unavailable (closed)" in printed
     steps = [line.split() for line in printed.splitlines() if line.startswith("│")]

@@ -1,5 +1,6 @@
 """Who may call the renewal service: ``POST /v1/renewals`` only the Medications app with its service
-token; its token opens no Veteran endpoint; the ledger answers service tokens, not anonymous callers."""
+token; its token opens no Veteran endpoint; the journey service and the intake answer service tokens,
+not anonymous callers."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -83,13 +84,18 @@ async def test_the_ledger_answers_services_not_anonymous_callers(
 ) -> None:
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id = accepted.json()["renewal_id"]
+    await eventually(reached(flow, renewal_id, "drafted"))
     sre = {"Authorization": f"Bearer {issue_service_token(AuthSettings(), subject='rxsm-cli')}"}
-
+    transport = httpx.ASGITransport(app=flow.apps["journey"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://journey") as journey:
+        assert (await journey.get(f"/v1/renewals/{renewal_id}")).status_code == 401
+        assert (await journey.get("/v1/renewals", params={"since": "1h"})).status_code == 401
+        found = await journey.get(f"/v1/renewals/{renewal_id}", headers=sre)
+        listed = await journey.get("/v1/renewals", params={"since": "1h"}, headers=sre)
     assert (await anyone.get(f"/v1/renewals/{renewal_id}")).status_code == 401
-    assert (await anyone.get("/v1/renewals", params={"since": "1h"})).status_code == 401
-    found = await anyone.get(f"/v1/renewals/{renewal_id}", headers=sre)
-    listed = await anyone.get("/v1/renewals", params={"since": "1h"}, headers=sre)
+    intake = await anyone.get(f"/v1/renewals/{renewal_id}", headers=sre)
 
-    assert found.status_code == listed.status_code == 200
-    assert found.json()["renewal_id"] == renewal_id
-    assert VETERAN not in found.text + listed.text, "no Veteran id in the SRE's answers"
+    assert found.status_code == listed.status_code == intake.status_code == 200
+    assert found.json()["renewal_id"] == intake.json()["renewal_id"] == renewal_id
+    answers = found.text + listed.text + intake.text
+    assert VETERAN not in answers, "no Veteran id in the SRE's answers"

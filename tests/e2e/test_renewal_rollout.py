@@ -15,7 +15,7 @@ from tests.e2e.conftest import Flow
 from tests.e2e.test_renewal_journey import (
     UNKNOWN_TO_SM,
     VETERAN,
-    journey,
+    about,
     produce,
     reached,
     records_on,
@@ -64,7 +64,7 @@ async def test_the_kill_switch_refuses_new_renewals_and_accepted_ones_finish(rol
     assert refused.status_code == 403
     assert refused.json()["code"] == "renewal_flow_off"
     assert refused.json()["message"].endswith(".")
-    found = await journey(flow, refused.json()["renewal_id"])
+    found = await eventually(reached(flow, refused.json()["renewal_id"], "refused"))
     assert found["failure"] == {"tool": "meds", "step": "refused", "error_code": "renewal_flow_off"}
 
     repeat = await flow.renewal.post("/v1/renewals", json=body, headers=key)
@@ -105,20 +105,17 @@ async def test_a_request_on_kafka_with_the_flow_off_is_recorded_as_refused(rollo
     )
 
     async def recorded() -> dict[str, Any] | None:
-        response = await flow.renewal.get(f"/v1/renewals/by-idempotency-key/{key}")
+        response = await flow.journey.get(f"/v1/renewals/by-idempotency-key/{key}")
         return response.json() if response.status_code == 200 else None
 
     found = await eventually(recorded)
     assert (found["status"], found["source"]) == ("refused", "kafka")
     assert found["failure"] == {"tool": "meds", "step": "refused", "error_code": "renewal_flow_off"}
-    prescription_id = body["prescription"]["prescriptionId"]
-    published = await records_on(
-        flow.bootstrap,
-        topics.RENEWAL_REQUESTED,
-        lambda e: e.get("prescription", {}).get("prescriptionId") == prescription_id,
-    )
-    assert published == []
-    counted = (await flow.renewal.get("/metrics")).text
+    renewal_id = found["renewal_id"]
+    assert await records_on(flow.bootstrap, topics.RENEWAL_REQUESTED, about(renewal_id)) == []
+    intake = await flow.renewal.get(f"/v1/renewals/by-idempotency-key/{key}")
+    assert (intake.json()["renewal_id"], intake.json()["status"]) == (renewal_id, "refused")
+    counted = (await flow.journey.get("/metrics")).text
     assert any(
         line.startswith("rxsm_renewals_total")
         and 'step="refused"' in line

@@ -337,8 +337,9 @@ async def test_no_care_team_fails_the_care_team_span_in_sm(flow: Flow) -> None:
 async def test_a_dead_lettered_event_fails_the_span_of_each_consumer_in_its_own_tool(
     flow: Flow,
 ) -> None:
-    """A malformed care-teams record in a renewal's trace: messaging (sm) and the renewal ledger
-    (meds) both read the topic; each dead-letters it under its own tool, in the renewal's trace."""
+    """A malformed care-teams record in a renewal's trace: messaging (sm) and the journey service
+    (neither tool: its own, journey) both read the topic; each dead-letters it under its own tool, in
+    the renewal's trace."""
     accepted = await flow.renewal.post("/v1/renewals", json=renewal_request())
     renewal_id, trace_id = accepted.json()["renewal_id"], accepted.json()["trace_id"]
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
@@ -358,10 +359,10 @@ async def test_a_dead_lettered_event_fails_the_span_of_each_consumer_in_its_own_
         return lambda span: consumer(topics.CARE_TEAMS, group)(span) and "error.type" in attrs(span)
 
     trace = await span_in(flow, trace_id, refused("rxsm-messaging"))
-    trace = await span_in(flow, trace_id, refused("rxsm-renewal-ledger"))
+    trace = await span_in(flow, trace_id, refused("rxsm-journey"))
     trace = await span_in(flow, trace_id, producer(topics.DEAD_LETTER), count=2)
 
-    for group, tool in (("rxsm-messaging", "sm"), ("rxsm-renewal-ledger", "meds")):
+    for group, tool in (("rxsm-messaging", "sm"), ("rxsm-journey", "journey")):
         [span] = trace.find(refused(group))
         assert_failed(span, tool, "ValidationError")
         assert_consumer_conventions(span, topics.CARE_TEAMS, group)

@@ -1,9 +1,10 @@
-"""The flow as it runs in production: a Kafka broker and the three services as separate processes.
+"""The flow as it runs in production: a Kafka broker and the four services (renewal, careteam,
+messaging, journey) as separate processes.
 
 ``Cluster`` owns a broker (localkafka, on free ports, in its own directory) and one or more instances
 of each service (``python -m rxsm serve <name>``), and can break them: SIGKILL an instance, SIGTERM
-it, start it again on the same port and state, kill or restart the broker. Renewal and messaging keep
-their state in SQLite files in one data directory, or in the databases given (PostgreSQL), which every
+it, start it again on the same port and state, kill or restart the broker. Renewal, messaging and
+journey keep their state in SQLite files in one data directory, or in the databases given (PostgreSQL), which every
 instance of the service shares.
 """
 
@@ -24,8 +25,8 @@ from localkafka import LocalKafka, free_port
 from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from rxsm.serve import PORT_ENV
 
-SERVICES = ("renewal", "careteam", "messaging")
-STATEFUL = ("renewal", "messaging")
+SERVICES = ("renewal", "careteam", "messaging", "journey")
+STATEFUL = ("renewal", "messaging", "journey")
 """The services with a database; the care-team service keeps nothing."""
 
 FAST_RESTART = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "1000"}

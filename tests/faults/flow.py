@@ -315,7 +315,7 @@ def tally(
     ledger: dict[str, dict[str, Any]],
 ) -> Counts:
     """Each request's journey against the invariant; ``mailbox``: SM messages per draft id;
-    ``ledger``: each renewal's journey in the renewal service's journey ledger."""
+    ``ledger``: each renewal's journey in the journey service's ledger."""
     problems: list[str] = []
     accepted = outcomes = duplicates = drafts = messages = 0
     for request in requests:
@@ -379,7 +379,7 @@ async def sm_mailbox(database_url: str) -> Counter[str]:
 async def ledger_journeys(
     cluster: Cluster, renewal_ids: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
-    """Each renewal's journey (status, steps) in the renewal service's journey ledger."""
+    """Each renewal's journey (status, steps) in the journey service's ledger."""
     journeys: dict[str, dict[str, Any]] = {}
     gate = asyncio.Semaphore(8)
     sre = {"Authorization": f"Bearer {issue_service_token(AuthSettings(), subject='rxsm-cli')}"}
@@ -387,7 +387,7 @@ async def ledger_journeys(
 
         async def status(renewal_id: str) -> None:
             async with gate:
-                url = cluster.urls("renewal")[0]
+                url = cluster.urls("journey")[0]
                 response = await client.get(f"{url}/v1/renewals/{renewal_id}")
                 if response.status_code == 200:
                     journeys[renewal_id] = response.json()

@@ -1,7 +1,8 @@
-"""The three services' HTTP APIs in this process, on databases of their own, without a broker.
+"""The four services' HTTP APIs in this process, on databases of their own, without a broker.
 
 No lifespan runs: the tables are created here, and the events the services stage stay in their
-outboxes. Enough to drive every HTTP endpoint, including the ones that write.
+outboxes (``journey_reads_outbox`` hands the renewal service's to the journey, as Kafka would).
+Enough to drive every HTTP endpoint, including the ones that write.
 """
 
 import shutil
@@ -15,17 +16,22 @@ from uuid import uuid4
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from plumbing.database import create_tables, make_engine
 from plumbing.flags import DEFAULT_FILE as DEFAULT_FLAGS_FILE
 from plumbing.flags import FeatureFlags
-from plumbing.outbox import OutboxBase
+from plumbing.outbox import OutboxBase, OutboxRow
 from plumbing.settings import ServiceSettings
 from schemas.events import CareTeamsResolved, Event, RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr
 from services.careteam import handlers as careteam
 from services.careteam.app import create_app as careteam_app
+from services.journey import handlers as journey
+from services.journey.adapters.ledger import Base as JourneyBase
+from services.journey.app import create_app as journey_app
+from services.journey.entrypoints import JOURNEY_EVENT
 from services.messaging import handlers as messaging
 from services.messaging.adapters.storage import Base as MessagingBase
 from services.messaging.app import create_app as messaging_app
@@ -40,7 +46,16 @@ class HttpServices:
     renewal: httpx.AsyncClient
     careteam: httpx.AsyncClient
     messaging: httpx.AsyncClient
+    journey: httpx.AsyncClient
     apps: dict[str, FastAPI]
+
+    async def journey_reads_outbox(self) -> None:
+        """The journey records every event the renewal service has staged so far, as it would
+        once the relay put them on Kafka (again: its inbox skips what it has seen)."""
+        async with self.apps["renewal"].state.sessions() as session:
+            rows = await session.scalars(select(OutboxRow).order_by(OutboxRow.id))
+            events = [JOURNEY_EVENT.validate_json(row.value) for row in rows]
+        await journey.record_steps(events, self.apps["journey"].state.sessions)
 
     async def renewal_draft(self, request: dict[str, Any]) -> CareTeamsResolved:
         """A renewal resolved by the care-team service and prefilled by the messaging service."""
@@ -75,6 +90,7 @@ async def http_services(root: Path) -> AsyncIterator[HttpServices]:
     for service, bases in (
         ("renewal", (RenewalBase, OutboxBase)),
         ("messaging", (MessagingBase, OutboxBase)),
+        ("journey", (JourneyBase, OutboxBase)),
     ):
         engine = make_engine(settings.database_url_for(service))
         for base in bases:
@@ -84,6 +100,7 @@ async def http_services(root: Path) -> AsyncIterator[HttpServices]:
         "renewal": renewal_app(settings),
         "careteam": careteam_app(settings),
         "messaging": messaging_app(settings),
+        "journey": journey_app(settings),
     }
     async with AsyncExitStack() as stack:
         for app in apps.values():

@@ -12,6 +12,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from rxsm.kafka_reads import consumer_lag, read_all
 from services.careteam.entrypoints import subscribers as careteam_subscribers
+from services.journey.entrypoints import subscribers as journey_subscribers
 from services.messaging.entrypoints import subscribers as messaging_subscribers
 from services.renewal.entrypoints import subscribers as renewal_subscribers
 
@@ -22,7 +23,13 @@ def consumers_of_topics() -> dict[str, set[str]]:
     """topic -> the consumer groups that read it (the services' own subscriptions, retry topics
     excluded)."""
     groups: defaultdict[str, set[str]] = defaultdict(set)
-    for router in (renewal_subscribers(), careteam_subscribers(), messaging_subscribers()):
+    routers = (
+        renewal_subscribers(),
+        careteam_subscribers(),
+        messaging_subscribers(),
+        journey_subscribers(),
+    )
+    for router in routers:
         for subscriber in router.subscribers:
             for topic in getattr(subscriber, "topics", ()):
                 name = getattr(topic, "name", topic)

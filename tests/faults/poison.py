@@ -16,6 +16,8 @@ from schemas.events import (
     DeadLetter,
     DraftDeleted,
     MessageSendFailed,
+    RenewalClosed,
+    RenewalRefused,
     RenewalRequested,
 )
 from schemas.records import Prescription
@@ -47,6 +49,10 @@ def well_formed(topic: str) -> dict[str, Any]:
         return renewal_requests(1)[0].body
     if topic == topics.RENEWAL_REQUESTED:
         event = RenewalRequested(**common, ehr=Ehr.VISTA, prescription=prescription)
+    elif topic == topics.RENEWAL_REFUSED:
+        event = RenewalRefused(**common, ehr=Ehr.VISTA, code="refillable", source="kafka")
+    elif topic == topics.RENEWALS_CLOSED:
+        event = RenewalClosed(renewal_id=renewal_id, status="sent")
     elif topic == topics.CARE_TEAMS:
         event = CareTeamUnavailable(
             **common, ehr=Ehr.VISTA, reason=UnavailableReason.NO_ASSOCIATIONS
@@ -87,6 +93,8 @@ def well_formed(topic: str) -> dict[str, Any]:
 REQUIRED = {
     topics.RENEWAL_REQUESTS: "prescription",
     topics.RENEWAL_REQUESTED: "ehr",
+    topics.RENEWAL_REFUSED: "code",
+    topics.RENEWALS_CLOSED: "status",
     topics.CARE_TEAMS: "reason",
     topics.DRAFTS: "draft_id",
     topics.MESSAGES: "error_code",

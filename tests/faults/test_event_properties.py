@@ -18,14 +18,14 @@ from plumbing.deadletter import safe_reason
 from schemas import topics
 from schemas.events import EVENT_MODELS, AnyEvent, CareTeamsOutcome
 from schemas.records import RenewalRequest
-from services.renewal.domain import LedgerEvent
+from services.journey.domain import JourneyEvent
 from tests.faults.flow import PHI_MARKERS
 from tests.faults.poison import well_formed
 
 CONSUMED_TYPES: dict[str, TypeAdapter[Any]] = {
     "renewal request (ingress)": TypeAdapter(RenewalRequest),
     "care-teams outcome (messaging)": TypeAdapter(CareTeamsOutcome),
-    "ledger event (renewal)": TypeAdapter(LedgerEvent),
+    "journey event (journey)": TypeAdapter(JourneyEvent),
     "any event": TypeAdapter(AnyEvent),
     **{model.__name__: TypeAdapter(model) for model in EVENT_MODELS},
 }
@@ -34,6 +34,7 @@ WELL_FORMED = [
     for topic in (
         topics.RENEWAL_REQUESTS,
         topics.RENEWAL_REQUESTED,
+        topics.RENEWAL_REFUSED,
         topics.CARE_TEAMS,
         topics.DRAFTS,
         topics.MESSAGES,
@@ -108,4 +109,4 @@ def test_well_formed_records_validate() -> None:
     ingress, *events = WELL_FORMED
     CONSUMED_TYPES["renewal request (ingress)"].validate_python(ingress)
     for event in events:
-        CONSUMED_TYPES["ledger event (renewal)"].validate_python(event)
+        CONSUMED_TYPES["journey event (journey)"].validate_python(event)

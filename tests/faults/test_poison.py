@@ -37,10 +37,12 @@ pytestmark = pytest.mark.faults
 
 TOOL_OF_GROUP = {
     "rxsm-renewal": Tool.MEDS,
-    "rxsm-renewal-ledger": Tool.MEDS,
+    "rxsm-renewal-closed": Tool.MEDS,
     "rxsm-careteam": Tool.SM,
     "rxsm-messaging": Tool.SM,
+    "rxsm-journey": Tool.JOURNEY,
 }
+"""Whose each consumer group's refusals are: the journey service belongs to neither tool."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,11 @@ async def dead_lettered(
     assert set(consumed) == {
         topics.RENEWAL_REQUESTS,
         topics.RENEWAL_REQUESTED,
+        topics.RENEWAL_REFUSED,
         topics.CARE_TEAMS,
         topics.DRAFTS,
         topics.MESSAGES,
+        topics.RENEWALS_CLOSED,
         topics.DEAD_LETTER,
     }
     expected = await place_poison(cluster.bootstrap, consumed, poisons)

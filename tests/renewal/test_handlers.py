@@ -1,5 +1,6 @@
-"""The renewal use cases on a real SQLite ledger and outbox; the relay and Kafka are left out, so each
-test reads the staged events and hands them back to the ledger itself."""
+"""The renewal intake's use cases on a real SQLite database and outbox; the relay and Kafka are left
+out, so each test reads the staged events, and marks them published or closes a renewal as the relay
+and the journey service would."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -10,26 +11,20 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from plumbing.database import create_tables, make_engine, session_factory
 from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
-from plumbing.outbox import OutboxBase, OutboxRow, ProcessedEventRow
+from plumbing.outbox import OutboxBase, OutboxRow
 from schemas import topics
-from schemas.events import (
-    CareTeamsResolved,
-    CareTeamUnavailable,
-    DraftCreated,
-    DraftUpdated,
-    RenewalRequested,
-)
-from schemas.records import Prescription, RenewalRequest
-from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, Tool, UnavailableReason
+from schemas.events import RenewalClosed, RenewalRefused, RenewalRequested
+from schemas.records import RenewalRequest
+from schemas.vocabulary import Cohort, Ehr, Tool
 from services.renewal import handlers
 from services.renewal.adapters.ledger import Base, RenewalRow
-from services.renewal.domain import FAILED, LedgerEvent, Refusal, Status, Step, Waiting
-from services.renewal.handlers import LEDGER_GROUP, Sessions
+from services.renewal.domain import IntakeStatus, Refusal
+from services.renewal.handlers import Sessions
 
 TODAY = date.today()
 VETERAN = "1012845331V153043"
@@ -117,69 +112,86 @@ async def staged(sessions: Sessions) -> list[RenewalRequested]:
         ]
 
 
+async def refusals(sessions: Sessions) -> list[RenewalRefused]:
+    """The ``renewal refused`` events in the outbox, for the journey service."""
+    async with sessions() as session:
+        rows = await session.scalars(select(OutboxRow).order_by(OutboxRow.id))
+        return [
+            RenewalRefused.model_validate_json(row.value)
+            for row in rows
+            if row.topic == topics.RENEWAL_REFUSED
+        ]
+
+
 async def renewal_count(sessions: Sessions) -> int:
     async with sessions() as session:
         return await session.scalar(select(func.count()).select_from(RenewalRow)) or 0
 
 
-async def journey_of(sessions: Sessions, renewal_id: UUID) -> handlers.Journey:
-    found = await handlers.journey(sessions, renewal_id)
+async def intake_of(sessions: Sessions, renewal_id: UUID) -> handlers.Request:
+    found = await handlers.renewal(sessions, renewal_id)
     assert found is not None
     return found
 
 
+async def published(sessions: Sessions, set_aside: str | None = None) -> None:
+    """What the outbox relay does once Kafka acknowledged the staged events (or refused them for
+    good: ``set_aside``)."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(OutboxRow).values(published_at=datetime.now(UTC), refused_reason=set_aside)
+        )
+
+
 async def accepted_on_kafka(sessions: Sessions, body: RenewalRequest) -> UUID:
-    """Accept a renewal and let the ledger read its event back, as it does once Kafka has it."""
+    """Accept a renewal and publish its event, as the relay does."""
     accepted = await request(sessions, body)
-    [event] = [e for e in await staged(sessions) if e.renewal_id == accepted.renewal_id]
-    await handlers.record_step(event, sessions)
+    await published(sessions)
     return accepted.renewal_id
+
+
+def closed(renewal_id: UUID, status: str = "care_team_unavailable") -> RenewalClosed:
+    """The journey service's word that the renewal closed."""
+    return RenewalClosed.model_validate({"renewal_id": renewal_id, "status": status})
 
 
 async def test_an_eligible_request_is_saved_with_its_event_staged(sessions: Sessions) -> None:
     accepted = await request(sessions, renewal_request())
 
     assert (accepted.status, accepted.cohort, accepted.duplicate) == (
-        Status.ACCEPTED,
+        IntakeStatus.ACCEPTED,
         Cohort.NEW,
         False,
     )
     [event] = await staged(sessions)
     assert event.renewal_id == accepted.renewal_id
     assert (event.veteran_id, event.ehr, event.vista_stations) == (VETERAN, Ehr.VISTA, ["442"])
-    assert event.cohort is Cohort.NEW
-    found = await journey_of(sessions, accepted.renewal_id)
-    assert found.state.status is Status.ACCEPTED, "not on Kafka until the ledger reads it back"
-    assert found.steps == []
+    assert (event.cohort, event.source, event.idempotency_key) == (Cohort.NEW, "http", None)
+    found = await intake_of(sessions, accepted.renewal_id)
+    assert found.status is IntakeStatus.ACCEPTED, "its event is not on Kafka yet"
     assert (found.renewal.trace_id, found.renewal.cohort) == (
         "4bf92f3577b34da6a3ce929d0e0e4736",
         "new",
     )
 
 
-async def test_the_ledger_sees_the_renewal_requested_when_its_event_comes_back(
-    sessions: Sessions,
-) -> None:
-    accepted = await request(sessions, renewal_request(), flags=Flags(veterans_cohort=Cohort.BASE))
+async def test_once_its_event_is_on_kafka_the_renewal_is_requested(sessions: Sessions) -> None:
+    """From there the journey service says where it is."""
+    accepted = await request(sessions, renewal_request(), "key-1")
     [event] = await staged(sessions)
+    assert event.idempotency_key == "key-1"
 
-    recorded = await handlers.record_step(event, sessions)
+    await published(sessions)
 
-    assert recorded is not None
-    assert (recorded.status, recorded.record.step, recorded.record.tool) == (
-        Status.REQUESTED,
-        Step.REQUESTED,
-        Tool.MEDS,
-    )
-    assert (recorded.ehr, recorded.cohort, recorded.first_of_step) == (
-        Ehr.VISTA,
-        Cohort.BASE,
-        True,
-    )
-    found = await journey_of(sessions, accepted.renewal_id)
-    assert [(s.step, s.tool, s.event_id) for s in found.steps] == [
-        ("requested", "meds", str(event.event_id))
-    ]
+    found = await handlers.renewal_for_key(sessions, "key-1")
+    assert found is not None and found.status is IntakeStatus.REQUESTED
+    assert UUID(found.renewal.id) == accepted.renewal_id
+
+
+async def test_an_event_kafka_can_never_take_fails_the_renewal(sessions: Sessions) -> None:
+    accepted = await request(sessions, renewal_request())
+    await published(sessions, set_aside="MessageSizeTooLargeError")
+    assert (await intake_of(sessions, accepted.renewal_id)).status is IntakeStatus.FAILED
 
 
 @pytest.mark.parametrize(
@@ -198,9 +210,12 @@ async def test_a_repeated_request_returns_the_same_renewal_and_stages_nothing_ne
 
 
 async def test_a_repeat_answers_where_the_renewal_is(sessions: Sessions) -> None:
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
+    first = await request(sessions, renewal_request())
     again = await request(sessions, renewal_request())
-    assert (again.renewal_id, again.status) == (renewal_id, Status.REQUESTED)
+    assert (again.renewal_id, again.status) == (first.renewal_id, IntakeStatus.ACCEPTED)
+    await published(sessions)
+    again = await request(sessions, renewal_request())
+    assert (again.renewal_id, again.status) == (first.renewal_id, IntakeStatus.REQUESTED)
 
 
 async def test_identical_requests_at_the_same_moment_make_one_renewal_and_one_event(
@@ -233,20 +248,22 @@ async def test_a_failed_transaction_saves_neither_the_renewal_nor_its_event(
     assert await renewal_count(sessions) == 0
 
 
-async def test_once_closed_the_same_prescription_may_be_renewed_again(sessions: Sessions) -> None:
-    first = await accepted_on_kafka(sessions, renewal_request())
-    await handlers.record_step(
-        CareTeamUnavailable(
-            renewal_id=first,
-            veteran_id=VETERAN,
-            ehr=Ehr.VISTA,
-            reason=UnavailableReason.NO_ASSOCIATIONS,
-        ),
-        sessions,
-    )
+async def test_once_the_journey_says_it_closed_the_prescription_may_be_renewed_again(
+    sessions: Sessions,
+) -> None:
+    first = (await request(sessions, renewal_request(), "key-1")).renewal_id
+    await published(sessions)
+    assert (await request(sessions, renewal_request())).renewal_id == first, "open until told"
+
+    assert await handlers.close_renewal(closed(first), sessions)
+    assert await handlers.close_renewal(closed(first), sessions), "told again: nothing more"
+
     second = await request(sessions, renewal_request())
     assert second.renewal_id != first
     assert len(await staged(sessions)) == 2
+    again = await request(sessions, renewal_request(), "key-1")
+    assert (again.renewal_id, again.status) == (first, IntakeStatus.CARE_TEAM_UNAVAILABLE)
+    assert not await handlers.close_renewal(closed(uuid4()), sessions), "not one of ours"
 
 
 async def test_a_key_reused_for_another_prescription_is_refused(sessions: Sessions) -> None:
@@ -255,24 +272,38 @@ async def test_a_key_reused_for_another_prescription_is_refused(sessions: Sessio
         await request(sessions, renewal_request("2"), "key-1")
 
 
-async def test_a_refusal_is_recorded_and_stages_nothing(sessions: Sessions) -> None:
+async def test_a_refusal_is_saved_and_published_for_the_journey_not_for_sm(
+    sessions: Sessions,
+) -> None:
     body = renewal_request(refillRemaining=2, isRefillable=True)
     with pytest.raises(handlers.NotRenewable) as refused:
         await request(sessions, body, "key-r")
     assert (refused.value.refusal, refused.value.duplicate) == (Refusal.REFILLABLE, False)
     assert refused.value.cohort is Cohort.NEW
-    assert await staged(sessions) == []
+    assert await staged(sessions) == [], "nothing goes to SM"
+    [event] = await refusals(sessions)
+    assert (event.renewal_id, event.code, event.tool) == (
+        refused.value.renewal_id,
+        "refillable",
+        Tool.MEDS,
+    )
+    assert (event.ehr, event.cohort, event.source, event.idempotency_key) == (
+        Ehr.VISTA,
+        Cohort.NEW,
+        "http",
+        "key-r",
+    )
+    assert "prescription" not in RenewalRefused.model_fields, "the refusal carries its code only"
 
-    found = await handlers.journey_for_key(sessions, "key-r")
+    found = await handlers.renewal_for_key(sessions, "key-r")
     assert found is not None
     assert UUID(found.renewal.id) == refused.value.renewal_id
-    assert found.state.status is Status.REFUSED
-    assert found.state.failure is not None
-    assert (found.state.failure.tool, found.state.failure.error_code) == (Tool.MEDS, "refillable")
+    assert (found.status, found.renewal.refusal) == (IntakeStatus.REFUSED, "refillable")
 
     with pytest.raises(handlers.NotRenewable) as again:
         await request(sessions, body, "key-r")
     assert (again.value.renewal_id, again.value.duplicate) == (refused.value.renewal_id, True)
+    assert len(await refusals(sessions)) == 1, "a repeat publishes nothing new"
 
 
 @pytest.mark.parametrize(
@@ -290,14 +321,10 @@ async def test_with_the_renewal_flow_off_a_request_is_refused_and_recorded(
     assert refused.value.refusal is Refusal.RENEWAL_FLOW_OFF
     assert not refused.value.upstream_disagrees
     assert await staged(sessions) == []
-    found = await handlers.journey_for_key(sessions, "key-off")
+    assert [e.code for e in await refusals(sessions)] == ["renewal_flow_off"]
+    found = await handlers.renewal_for_key(sessions, "key-off")
     assert found is not None
-    assert found.state.status is Status.REFUSED
-    assert found.state.failure is not None
-    assert (found.state.failure.tool, found.state.failure.error_code) == (
-        Tool.MEDS,
-        "renewal_flow_off",
-    )
+    assert (found.status, found.renewal.refusal) == (IntakeStatus.REFUSED, "renewal_flow_off")
     assert found.renewal.cohort == "base"
 
 
@@ -368,9 +395,9 @@ async def test_the_flow_opens_only_for_the_ehrs_whose_flag_is_on(
     assert refused.value.refusal is refusal
     assert not refused.value.upstream_disagrees
     assert await staged(sessions) == []
-    found = await handlers.journey_for_key(sessions, "key-ehr")
-    assert found is not None and found.state.failure is not None
-    assert found.state.failure.error_code == "renewal_flow_off_for_ehr"
+    found = await handlers.renewal_for_key(sessions, "key-ehr")
+    assert found is not None
+    assert found.renewal.refusal == "renewal_flow_off_for_ehr"
 
 
 async def test_the_renewal_flow_off_outranks_a_closed_ehr(sessions: Sessions) -> None:
@@ -411,234 +438,34 @@ async def test_a_disagreeing_upstream_flag_is_reported_on_an_accepted_renewal(
     assert len(await staged(sessions)) == 3
 
 
-def resolved(renewal_id: UUID) -> CareTeamsResolved:
-    return CareTeamsResolved(
-        renewal_id=renewal_id,
-        veteran_id=VETERAN,
-        ehr=Ehr.VISTA,
-        prescription=Prescription(prescriptionId="22045678"),
-        care_systems=[],
-        suggested_team_id=None,
-        picker=PickerKind.AUTO,
-    )
-
-
-DRAFT: dict[str, Any] = {
-    "veteran_id": VETERAN,
-    "ehr": Ehr.VISTA,
-    "category": Category.MEDICATIONS,
-    "recipient_id": 1013155,
-}
-
-
-def drafted(renewal_id: UUID) -> DraftCreated:
-    return DraftCreated(renewal_id=renewal_id, draft_id=uuid4(), **DRAFT)
-
-
-async def test_the_ledger_records_each_event_once_in_any_order(sessions: Sessions) -> None:
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
-    care_teams, draft = resolved(renewal_id), drafted(renewal_id)
-
-    first = await handlers.record_step(draft, sessions)
-    assert first is not None and first.status is Status.DRAFTED
-    assert await handlers.record_step(care_teams, sessions) is not None
-    assert await handlers.record_step(draft, sessions) is None
-    assert await handlers.record_step(care_teams, sessions) is None
-
-    found = await journey_of(sessions, renewal_id)
-    assert found.state.status is Status.DRAFTED
-    assert sorted(s.step for s in found.steps) == [
-        "care_team_resolved",
-        "draft_created",
-        "requested",
-    ]
-
-
-async def test_a_redelivered_event_is_in_the_inbox_and_has_no_second_effect(
+async def test_an_accepted_renewal_whose_event_is_not_on_kafka_stalls_on_meds(
     sessions: Sessions,
 ) -> None:
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
-    draft = drafted(renewal_id)
-    assert await handlers.record_step(draft, sessions) is not None
-    before = await journey_of(sessions, renewal_id)
-
-    assert await handlers.record_step(draft, sessions) is None
-
-    after = await journey_of(sessions, renewal_id)
-    assert [s.event_id for s in after.steps] == [s.event_id for s in before.steps]
-    assert after.renewal.status_since == before.renewal.status_since
-    async with sessions() as session:
-        processed = await session.get(ProcessedEventRow, (LEDGER_GROUP, str(draft.event_id)))
-    assert processed is not None
-
-
-async def test_a_step_counts_once_per_renewal_however_many_events_reach_it(
-    sessions: Sessions,
-) -> None:
-    """Every edit of the draft is a step of the journey; the funnel counts the first."""
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
-    edits = [
-        DraftUpdated(renewal_id=renewal_id, draft_id=uuid4(), changed=["body"], **DRAFT)
-        for _ in range(3)
-    ]
-
-    recorded = [await handlers.record_step(edit, sessions) for edit in edits]
-
-    assert [r.first_of_step for r in recorded if r is not None] == [True, False, False]
-    steps = (await journey_of(sessions, renewal_id)).steps
-    assert [s.step for s in steps].count("draft_updated") == 3
-
-
-async def test_a_batch_of_events_is_recorded_in_one_go_with_one_result_per_event(
-    sessions: Sessions,
-) -> None:
-    """Events of several renewals, interleaved, a duplicate and a stranger among them: each result
-    answers its own event, in the order given."""
-    first = await accepted_on_kafka(sessions, renewal_request("1001"))
-    second = await accepted_on_kafka(sessions, renewal_request("1002"))
-    first_draft = drafted(first)
-    batch: list[LedgerEvent] = [
-        resolved(second),
-        first_draft,
-        resolved(first),
-        first_draft,
-        resolved(uuid4()),
-    ]
-
-    results = await handlers.record_steps(batch, sessions)
-
-    assert [r.renewal_id if r else None for r in results] == [second, first, first, None, None]
-    assert [r.record.step if r else None for r in results[:3]] == [
-        Step.CARE_TEAM_RESOLVED,
-        Step.DRAFT_CREATED,
-        Step.CARE_TEAM_RESOLVED,
-    ]
-    assert (await journey_of(sessions, first)).state.status is Status.DRAFTED
-    assert (await journey_of(sessions, second)).state.status is Status.CARE_TEAM_RESOLVED
-    assert await handlers.record_steps(batch, sessions) == [None] * len(batch)
-
-
-async def test_a_failed_batch_records_none_of_its_events(
-    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
-    record = handlers.LedgerBatch.record
-
-    def failing_on_drafts(batch: handlers.LedgerBatch, session: Any, observed: Any) -> Any:
-        if observed.record.step is Step.DRAFT_CREATED:
-            raise RuntimeError("database went away")
-        return record(batch, session, observed)
-
-    monkeypatch.setattr(handlers.LedgerBatch, "record", failing_on_drafts)
-    batch: list[LedgerEvent] = [resolved(renewal_id), drafted(renewal_id)]
-    with pytest.raises(RuntimeError):
-        await handlers.record_steps(batch, sessions)
-
-    steps = (await journey_of(sessions, renewal_id)).steps
-    assert [s.step for s in steps] == ["requested"]
-
-
-async def test_events_of_unknown_renewals_are_ignored(sessions: Sessions) -> None:
-    assert await handlers.record_step(resolved(uuid4()), sessions) is None
-
-
-async def test_a_renewal_waiting_too_long_is_stalled_until_its_step_arrives(
-    sessions: Sessions,
-) -> None:
-    renewal_id = await accepted_on_kafka(sessions, renewal_request())
+    """Its event waits in the outbox (Kafka refuses every publish): after the timeout it is stalled
+    on meds, once; once the event is on Kafka the renewal is requested and the stall is over."""
+    accepted = await request(sessions, renewal_request())
+    on_kafka = await accepted_on_kafka(sessions, renewal_request("on-kafka"))
+    waiting = await request(sessions, renewal_request("another"))
     timeout = timedelta(seconds=300)
     soon = datetime.now(UTC) + timedelta(seconds=60)
     later = datetime.now(UTC) + timedelta(seconds=301)
+    async with sessions.begin() as session:  # only the first two were staged before "publishing"
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.key != str(on_kafka).encode())
+            .values(published_at=None)
+        )
 
     assert await handlers.mark_stalled(sessions, soon, timeout) == []
-    [stall] = await handlers.mark_stalled(sessions, later, timeout)
-    assert (stall.renewal_id, stall.cohort) == (renewal_id, Cohort.NEW)
-    assert stall.waiting == Waiting(Step.CARE_TEAM_RESOLVED, Tool.SM)
-    assert await handlers.mark_stalled(sessions, later, timeout) == [], "marked once"
-    found = await journey_of(sessions, renewal_id)
-    assert (found.renewal.stalled_step, found.renewal.stalled_tool) == ("care_team_resolved", "sm")
-
-    await handlers.record_step(resolved(renewal_id), sessions)
-    found = await journey_of(sessions, renewal_id)
-    assert found.renewal.stalled_at is None
-    assert found.state.status is Status.CARE_TEAM_RESOLVED
-
-
-async def test_a_renewal_whose_event_is_not_on_kafka_stalls_on_meds(sessions: Sessions) -> None:
-    await request(sessions, renewal_request())
-    later = datetime.now(UTC) + timedelta(seconds=301)
-    [stall] = await handlers.mark_stalled(sessions, later, timedelta(seconds=300))
-    assert stall.waiting == Waiting(Step.REQUESTED, Tool.MEDS)
-
-
-async def test_the_stall_clock_starts_when_the_ledger_sees_a_step(
-    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A renewal whose event reached Kafka ten minutes late is not stalled on SM at once: SM's clock
-    starts when the ledger read the event, not when the request was saved."""
-    clock = [datetime.now(UTC)]
-    monkeypatch.setattr(handlers, "_now", lambda: clock[0])
-    timeout = timedelta(seconds=300)
-    accepted = await request(sessions, renewal_request())
-    [event] = await staged(sessions)
-
-    clock[0] += timedelta(minutes=10)
-    await handlers.record_step(event, sessions)
-    assert await handlers.mark_stalled(sessions, clock[0] + timedelta(seconds=60), timeout) == []
-    [stall] = await handlers.mark_stalled(sessions, clock[0] + timedelta(seconds=301), timeout)
-    assert (stall.renewal_id, stall.waiting.tool) == (accepted.renewal_id, Tool.SM)
-
-
-async def test_failed_and_stalled_renewals_are_listed_most_recent_first(
-    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    start = datetime.now(UTC)
-    clock = [start]
-    monkeypatch.setattr(handlers, "_now", lambda: clock[0])
-
-    async def one_minute_later() -> None:
-        clock[0] += timedelta(minutes=1)
-
-    with pytest.raises(handlers.NotRenewable) as refused:
-        await request(sessions, renewal_request("refused", dispStatus="Discontinued"))
-    await one_minute_later()
-    drafted_id = await accepted_on_kafka(sessions, renewal_request("drafted"))
-    await handlers.record_step(drafted(drafted_id), sessions)
-    await one_minute_later()
-    stalled_id = await accepted_on_kafka(sessions, renewal_request("stalled"))
-    await one_minute_later()
-    unavailable_id = await accepted_on_kafka(sessions, renewal_request("unavailable"))
-    await handlers.record_step(
-        CareTeamUnavailable(
-            renewal_id=unavailable_id,
-            veteran_id=VETERAN,
-            ehr=Ehr.VISTA,
-            reason=UnavailableReason.ALL_BLOCKED,
-        ),
-        sessions,
+    stalls = await handlers.mark_stalled(sessions, later, timeout)
+    assert sorted(str(s.renewal_id) for s in stalls) == sorted(
+        str(r) for r in (accepted.renewal_id, waiting.renewal_id)
     )
-    [stall] = await handlers.mark_stalled(
-        sessions, clock[0] + timedelta(minutes=10), timedelta(minutes=5)
-    )
-    assert stall.renewal_id == stalled_id
+    assert await handlers.mark_stalled(sessions, later, timeout) == [], "found once"
+    found = await intake_of(sessions, accepted.renewal_id)
+    assert found.status is IntakeStatus.STALLED
+    assert (found.renewal.stalled_step, found.renewal.stalled_tool) == ("requested", "meds")
 
-    failed_or_stalled = FAILED | {Status.STALLED}
-    listed = await handlers.renewals(sessions, failed_or_stalled, None, 100)
-    assert [UUID(j.renewal.id) for j in listed] == [
-        stalled_id,
-        unavailable_id,
-        refused.value.renewal_id,
-    ]
-    unavailable = listed[1].state.failure
-    assert unavailable is not None
-    assert (unavailable.tool, unavailable.step, unavailable.error_code) == (
-        Tool.SM,
-        Step.CARE_TEAM_UNAVAILABLE,
-        "all_blocked",
-    )
-
-    recent = await handlers.renewals(sessions, FAILED, start + timedelta(seconds=30), 100)
-    assert [UUID(j.renewal.id) for j in recent] == [unavailable_id]
-    assert len(await handlers.renewals(sessions, frozenset(), None, 2)) == 2
-    drafted_only = await handlers.renewals(sessions, frozenset({Status.DRAFTED}), None, 100)
-    assert [UUID(j.renewal.id) for j in drafted_only] == [drafted_id]
+    await published(sessions)
+    assert (await intake_of(sessions, accepted.renewal_id)).status is IntakeStatus.REQUESTED
+    assert (await intake_of(sessions, on_kafka)).status is IntakeStatus.REQUESTED

@@ -139,11 +139,15 @@ async def test_a_renewals_journey_is_answered_to_its_veteran_only(services: Http
     )
     assert accepted.status_code == 202, accepted.text
     journey = f"/v1/renewals/{accepted.json()['renewal_id']}"
+    await services.journey_reads_outbox()
 
-    anonymous = await services.renewal.get(journey)
-    someone_else = await services.renewal.get(journey, headers=bearer(OTHER))
-    owner = await services.renewal.get(journey, headers=bearer(request.veteran_id))
+    for service in (services.renewal, services.journey):  # the intake, and the journey
+        anonymous = await service.get(journey)
+        someone_else = await service.get(journey, headers=bearer(OTHER))
+        owner = await service.get(journey, headers=bearer(request.veteran_id))
 
-    assert anonymous.status_code == 401, anonymous.text
-    assert someone_else.status_code == 404, someone_else.text
-    assert owner.status_code == 200, owner.text
+        assert anonymous.status_code == 401, anonymous.text
+        assert someone_else.status_code == 404, someone_else.text
+        assert owner.status_code == 200, owner.text
+        assert owner.json()["renewal_id"] == accepted.json()["renewal_id"]
+        assert request.veteran_id not in owner.text

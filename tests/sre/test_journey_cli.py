@@ -1,5 +1,6 @@
 """`rxsm journey` and `rxsm failures`: where a renewal is and whose tool failed it, read from the
-renewal service's ledger (answers built with the service's own response models)."""
+journey service (answers built with the service's own response models), and, for a renewal the journey
+has not seen, from the renewal service's intake."""
 
 import json
 from collections.abc import Callable
@@ -13,14 +14,16 @@ from typer.testing import CliRunner, Result
 from rxsm import cli
 from rxsm.journeys import LedgerClient, RenewalSummary, group_failures
 from schemas.vocabulary import Cohort, Ehr, Tool
-from services.renewal.domain import Status, Step
-from services.renewal.entrypoints import (
+from services.journey.domain import Status, Step
+from services.journey.entrypoints import (
     Failure,
     Journey,
     JourneyStep,
     RenewalList,
     Stalled,
 )
+from services.renewal import entrypoints as renewal
+from services.renewal.domain import IntakeStatus
 
 REQUESTED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -92,7 +95,7 @@ def test_failures_are_grouped_by_tool_step_and_error_largest_first() -> None:
         summary(REFUSED_REFILLABLE),
         summary(SEND_FAILED_SM98),
         summary(stalled=(Step.CARE_TEAM_RESOLVED, Tool.SM)),
-        summary(stalled=(Step.REQUESTED, Tool.MEDS)),
+        summary(stalled=(Step.DRAFT_CREATED, Tool.SM)),
         summary(stalled=(Step.CARE_TEAM_RESOLVED, Tool.SM)),
         summary(SEND_FAILED_SM98),
     ]
@@ -103,7 +106,7 @@ def test_failures_are_grouped_by_tool_step_and_error_largest_first() -> None:
         ("sm", "message_send_failed", "SM98", 3),
         ("sm", "care_team_resolved", "stalled", 2),
         ("meds", "refused", "refillable", 1),
-        ("meds", "requested", "stalled", 1),
+        ("sm", "draft_created", "stalled", 1),
     ]
     assert groups[0].renewal_ids == [
         renewals[0].renewal_id,
@@ -117,7 +120,8 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 @pytest.fixture
 def serve_ledger(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[httpx.Request]]:
-    """The CLI's ledger answers with ``handler``; returns the requests it made."""
+    """The CLI's services (journey, renewal) answer with ``handler``; returns the requests it
+    made."""
 
     def serve(handler: Handler) -> list[httpx.Request]:
         seen: list[httpx.Request] = []
@@ -127,16 +131,23 @@ def serve_ledger(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[ht
             return handler(request)
 
         transport = httpx.MockTransport(recorded)
-        monkeypatch.setattr(cli, "ledger", lambda url: LedgerClient(url, transport=transport))
+        monkeypatch.setattr(
+            cli,
+            "ledger",
+            lambda url, service="journey": LedgerClient(url, transport=transport, service=service),
+        )
         return seen
 
     return serve
 
 
 def rxsm(*args: str) -> Result:
-    return CliRunner().invoke(
-        cli.app, list(args), env={"RXSM_RENEWAL_URL": "http://renewal.test", "COLUMNS": "160"}
-    )
+    env = {
+        "RXSM_JOURNEY_URL": "http://journey.test",
+        "RXSM_RENEWAL_URL": "http://renewal.test",
+        "COLUMNS": "160",
+    }
+    return CliRunner().invoke(cli.app, list(args), env=env)
 
 
 def test_journey_prints_the_steps_owners_failing_tool_error_and_trace(
@@ -150,7 +161,7 @@ def test_journey_prints_the_steps_owners_failing_tool_error_and_trace(
 
     assert result.exit_code == 0, result.output
     assert [str(request.url) for request in requests] == [
-        f"http://renewal.test/v1/renewals/{renewal_id}"
+        f"http://journey.test/v1/renewals/{renewal_id}"
     ]
     lines = result.output.splitlines()
     assert f"Renewal {renewal_id}: care_team_unavailable (closed)" in lines[0]
@@ -220,14 +231,15 @@ def test_an_unknown_renewal_and_a_silent_ledger_are_clear_errors(
     serve_ledger: Callable[[Handler], list[httpx.Request]],
 ) -> None:
     renewal_id = uuid4()
-    serve_ledger(
+    requests = serve_ledger(
         lambda _: httpx.Response(
             404, json={"code": "renewal_not_found", "message": "No renewal has this id; check it."}
         )
     )
     unknown = rxsm("journey", str(renewal_id))
     assert unknown.exit_code != 0
-    assert f"the ledger has no renewal {renewal_id}" in unknown.output
+    assert "neither the journey nor the renewal service has renewal" in unknown.output
+    assert [request.url.host for request in requests] == ["journey.test", "renewal.test"]
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -235,7 +247,51 @@ def test_an_unknown_renewal_and_a_silent_ledger_are_clear_errors(
     serve_ledger(refuse)
     down = rxsm("journey", str(renewal_id))
     assert down.exit_code != 0
-    assert "the renewal service at http://renewal.test did not answer" in down.output
+    assert "the journey service at http://journey.test did not answer" in down.output
+
+
+def test_a_renewal_whose_request_never_reached_kafka_is_shown_stalled_on_meds_by_the_intake(
+    serve_ledger: Callable[[Handler], list[httpx.Request]],
+) -> None:
+    """The journey starts at meds' event on Kafka: for a renewal it has not seen, the renewal
+    service's intake says it was accepted and is stalled on meds."""
+    renewal_id = uuid4()
+    intake = renewal.RenewalIntake(
+        renewal_id=renewal_id,
+        status=IntakeStatus.STALLED,
+        open=True,
+        source="http",
+        ehr=Ehr.VISTA,
+        cohort=Cohort.BASE,
+        trace_id=TRACE_ID,
+        requested_at=REQUESTED_AT,
+        updated_at=at(301),
+        failure=None,
+        stalled=renewal.Stalled(
+            waiting_for="requested", tool=Tool.MEDS, since=REQUESTED_AT, detected_at=at(301)
+        ),
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "journey.test":
+            return httpx.Response(404, json={"code": "renewal_not_found", "message": "None."})
+        return httpx.Response(200, json=intake.model_dump(mode="json"))
+
+    requests = serve_ledger(answer)
+    result = rxsm("journey", str(renewal_id))
+
+    assert result.exit_code == 0, result.output
+    assert [str(request.url) for request in requests] == [
+        f"http://journey.test/v1/renewals/{renewal_id}",
+        f"http://renewal.test/v1/renewals/{renewal_id}",
+    ]
+    assert "not in the journey; the renewal service's intake says stalled" in result.output
+    assert (
+        "STALLED waiting for requested (tool meds) since 2026-05-01 12:00:00 UTC" in result.output
+    )
+    as_json = json.loads(rxsm("journey", str(renewal_id), "--json").output)
+    assert as_json["journey"] is None
+    assert as_json["intake"]["stalled"]["tool"] == "meds"
 
 
 def test_failures_asks_for_failed_and_stalled_renewals_since_then_and_groups_them(

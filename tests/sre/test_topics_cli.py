@@ -133,14 +133,14 @@ def test_a_retry_group_reads_only_its_own_retry_topics() -> None:
     on_broker = [
         "rxsm.sm.care-teams.v1",
         "rxsm.sm.care-teams.v1.retry.rxsm-messaging",
-        "rxsm.sm.care-teams.v1.retry.rxsm-renewal-ledger",
-        "rxsm.meds.renewal-requested.v1.retry.rxsm-renewal-ledger",
+        "rxsm.sm.care-teams.v1.retry.rxsm-journey",
+        "rxsm.meds.renewal-requested.v1.retry.rxsm-journey",
     ]
     assert retry_topics_of("rxsm-messaging.retry", on_broker) == {
         "rxsm.sm.care-teams.v1.retry.rxsm-messaging"
     }
-    assert retry_topics_of("rxsm-renewal-ledger.retry", on_broker) == {
-        "rxsm.sm.care-teams.v1.retry.rxsm-renewal-ledger",
-        "rxsm.meds.renewal-requested.v1.retry.rxsm-renewal-ledger",
+    assert retry_topics_of("rxsm-journey.retry", on_broker) == {
+        "rxsm.sm.care-teams.v1.retry.rxsm-journey",
+        "rxsm.meds.renewal-requested.v1.retry.rxsm-journey",
     }
     assert retry_topics_of("rxsm-messaging", on_broker) == set(), "not a retry group"

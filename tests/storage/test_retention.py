@@ -2,9 +2,9 @@
 leave each table at what its retention age holds, on SQLite and on PostgreSQL, and /metrics counts
 what was deleted.
 
-The renewal service is driven through its handlers as its entrypoints drive them (the request, the
-relay publishing the outbox, the ledger recording the events it reads back), with the clocks of the
-handlers and of the outbox moved a day at a time.
+The renewal and journey services are driven through their handlers as their entrypoints drive them
+(the request, the relay publishing the outbox, the journey recording the events it reads, the intake
+told that renewals closed), with the clocks of the handlers and of the outbox moved a day at a time.
 """
 
 import contextlib
@@ -28,13 +28,17 @@ from plumbing.outbox import OutboxRelay, OutboxRow, ProcessedEventRow
 from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from schemas import topics
-from schemas.events import CareTeamUnavailable, RenewalRequested
+from schemas.events import CareTeamUnavailable, RenewalClosed, RenewalRefused, RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Ehr, Tool, UnavailableReason
+from services.journey import handlers as journey_handlers
+from services.journey.adapters import ledger as journey_ledger
+from services.journey.domain import JourneyEvent
+from services.journey.entrypoints import JOURNEY_EVENT
 from services.messaging.adapters.storage import DraftRow, SendRow, prune_closed
 from services.messaging.domain import DraftState
 from services.renewal import handlers
-from services.renewal.adapters.ledger import RenewalRow, StepRow, prune_finished
+from services.renewal.adapters.ledger import RenewalRow, prune_finished
 
 VETERAN = "1012845331V153043"
 OUTBOX_DAYS, INBOX_DAYS, FINISHED_DAYS = 1, 31, 90
@@ -82,6 +86,13 @@ class Kafka:
 async def renewal(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """The renewal service's database, migrated."""
     await migrations.upgrade(engine, "renewal")
+    return session_factory(engine)
+
+
+@pytest.fixture
+async def journey(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The journey service's database, migrated."""
+    await migrations.upgrade(engine, "journey")
     return session_factory(engine)
 
 
@@ -153,14 +164,14 @@ async def request(
         )
 
 
-async def published(sessions: async_sessionmaker[AsyncSession]) -> list[RenewalRequested]:
-    """What the relay publishes now, as the ledger reads it back from Kafka."""
+async def published(sessions: async_sessionmaker[AsyncSession]) -> list[JourneyEvent]:
+    """What the relay publishes now (the requests and refusals), as the journey reads it."""
     relay = OutboxRelay(sessions, cast(KafkaBroker, Kafka()))
     async with sessions() as session:
         pending = await session.scalars(
             select(OutboxRow.value).where(OutboxRow.published_at.is_(None))
         )
-        events = [RenewalRequested.model_validate_json(value) for value in pending]
+        events = [JOURNEY_EVENT.validate_json(value) for value in pending]
     assert await relay.relay_once() == len(events)
     return events
 
@@ -170,23 +181,21 @@ RENEWALS_A_DAY = 2
 DAYS = 130
 
 
-async def test_months_of_renewals_leave_each_table_at_what_its_retention_keeps(
+async def test_months_of_renewals_leave_each_intake_table_at_what_its_retention_keeps(
     renewal: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The renewal service: each day's accepted requests close (the journey service says so) and one
+    is refused; one accepted on day 0 never closes."""
     sessions = renewal
     clock = Clock(START)
     monkeypatch.setattr(handlers, "_now", clock)
     monkeypatch.setattr(outbox, "_now", clock)
     metrics = ServiceMetrics(ServiceIdentity("renewal", Tool.MEDS))
     pruner = Pruner(
-        sessions,
-        rules(SETTINGS, ("journey_steps", "renewals"), prune_finished),
-        metrics.pruned_rows,
-        every=3600,
-        batch=2,
+        sessions, rules(SETTINGS, ("renewals",), prune_finished), metrics.pruned_rows, 3600, 2
     )
     await request(sessions, renewal_request("never-finishes", START.date()), START.date())
-    await handlers.record_steps(await published(sessions), sessions)
+    await published(sessions)
     sizes = []
     for day in range(DAYS):
         clock.now = START + timedelta(days=day)
@@ -196,42 +205,30 @@ async def test_months_of_renewals_leave_each_table_at_what_its_retention_keeps(
         await request(
             sessions, renewal_request(f"rx-{day}", today, dispStatus="Discontinued"), today
         )
-        requested = await published(sessions)
-        unavailable = [
-            CareTeamUnavailable(
-                renewal_id=event.renewal_id,
-                veteran_id=VETERAN,
-                ehr=Ehr.VISTA,
-                reason=UnavailableReason.NO_ASSOCIATIONS,
-            )
-            for event in requested
-        ]
-        await handlers.record_steps([*requested, *unavailable], sessions)
+        for event in await published(sessions):
+            if isinstance(event, RenewalRequested):
+                closed = {"renewal_id": event.renewal_id, "status": "care_team_unavailable"}
+                assert await handlers.close_renewal(RenewalClosed.model_validate(closed), sessions)
         clock.now += timedelta(hours=1)
         await pruner.prune(clock.now)
-        sizes.append(await counts(sessions, RenewalRow, StepRow, OutboxRow, ProcessedEventRow))
+        sizes.append(await counts(sessions, RenewalRow, OutboxRow, ProcessedEventRow))
 
-    # The last prune ran an hour after day DAYS - 1's renewals: each table holds the days within its
-    # age. Finished journeys: FINISHED_DAYS days of (2 accepted + 1 refused) renewals, with their steps
-    # (an accepted one: requested, no care team; a refused one: refused), and the open renewal of day 0
-    # with its step. The outbox: the last day's published events. The inbox: INBOX_DAYS days of ids
-    # (2 events per accepted renewal); the open renewal's, recorded on day 0, is long gone.
+    # The last prune ran an hour after day DAYS - 1's requests: FINISHED_DAYS days of (2 closed + 1
+    # refused) requests and the open one of day 0; the outbox: the last day's published events (a
+    # refusal is published too); the intake keeps no inbox.
     steady = {
         "renewals": FINISHED_DAYS * (RENEWALS_A_DAY + 1) + 1,
-        "journey_steps": FINISHED_DAYS * (2 * RENEWALS_A_DAY + 1) + 1,
-        "outbox": OUTBOX_DAYS * RENEWALS_A_DAY,
-        "processed_events": INBOX_DAYS * 2 * RENEWALS_A_DAY,
+        "outbox": OUTBOX_DAYS * (RENEWALS_A_DAY + 1),
+        "processed_events": 0,
     }
     assert sizes[-1] == steady
     assert all(size == steady for size in sizes[FINISHED_DAYS - 1 :]), (
         "no table grows once its oldest rows reach their age"
     )
-
     made = {
         "renewals": DAYS * (RENEWALS_A_DAY + 1) + 1,
-        "journey_steps": DAYS * (2 * RENEWALS_A_DAY + 1) + 1,
-        "outbox": DAYS * RENEWALS_A_DAY + 1,
-        "processed_events": DAYS * 2 * RENEWALS_A_DAY + 1,
+        "outbox": DAYS * (RENEWALS_A_DAY + 1) + 1,
+        "processed_events": 0,
     }
     assert pruned_on_metrics(metrics) == {
         table: float(made[table] - steady[table]) for table in steady
@@ -240,17 +237,111 @@ async def test_months_of_renewals_leave_each_table_at_what_its_retention_keeps(
         never = await session.scalars(
             select(RenewalRow.prescription_id).where(RenewalRow.open_key.is_not(None))
         )
-        assert list(never) == ["never-finishes"], "an open journey is never deleted"
+        assert list(never) == ["never-finishes"], "an open request is never deleted"
+
+
+async def test_months_of_journeys_leave_each_journey_table_at_what_its_retention_keeps(
+    journey: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journey service: each day's requests end with no care team (the journey tells meds, by an
+    event in its outbox) and one is refused; one requested on day 0 never finishes."""
+    sessions = journey
+    clock = Clock(START)
+    monkeypatch.setattr(journey_handlers, "_now", clock)
+    monkeypatch.setattr(outbox, "_now", clock)
+    metrics = ServiceMetrics(ServiceIdentity("journey", Tool.JOURNEY))
+    pruner = Pruner(
+        sessions,
+        rules(SETTINGS, ("journey_steps", "renewals"), journey_ledger.prune_finished),
+        metrics.pruned_rows,
+        3600,
+        2,
+    )
+
+    def requested() -> RenewalRequested:
+        return RenewalRequested(
+            renewal_id=uuid4(),
+            occurred_at=clock.now,
+            veteran_id=VETERAN,
+            ehr=Ehr.VISTA,
+            prescription={"prescriptionId": "rx"},
+            source="http",
+        )
+
+    await journey_handlers.record_steps([requested()], sessions)
+    sizes = []
+    for day in range(DAYS):
+        clock.now = START + timedelta(days=day)
+        accepted = [requested() for _ in range(RENEWALS_A_DAY)]
+        refused = RenewalRefused(
+            renewal_id=uuid4(),
+            occurred_at=clock.now,
+            veteran_id=VETERAN,
+            ehr=Ehr.VISTA,
+            code="discontinued",
+            source="http",
+        )
+        unavailable = [
+            CareTeamUnavailable(
+                renewal_id=event.renewal_id,
+                veteran_id=VETERAN,
+                ehr=Ehr.VISTA,
+                reason=UnavailableReason.NO_ASSOCIATIONS,
+            )
+            for event in accepted
+        ]
+        await journey_handlers.record_steps([*accepted, refused, *unavailable], sessions)
+        await OutboxRelay(sessions, cast(KafkaBroker, Kafka())).relay_once()
+        clock.now += timedelta(hours=1)
+        await pruner.prune(clock.now)
+        sizes.append(
+            await counts(
+                sessions,
+                journey_ledger.RenewalRow,
+                journey_ledger.StepRow,
+                OutboxRow,
+                ProcessedEventRow,
+            )
+        )
+
+    # Finished journeys: FINISHED_DAYS days of (2 closed + 1 refused) renewals, with their steps (a
+    # closed one: requested, no care team; a refused one: refused), and the open renewal of day 0
+    # with its step. The outbox: the last day's ``renewal.closed`` events. The inbox: INBOX_DAYS
+    # days of ids (5 events a day); the open renewal's, recorded on day 0, is long gone.
+    events_a_day = 2 * RENEWALS_A_DAY + 1
+    steady = {
+        "renewals": FINISHED_DAYS * (RENEWALS_A_DAY + 1) + 1,
+        "journey_steps": FINISHED_DAYS * events_a_day + 1,
+        "outbox": OUTBOX_DAYS * RENEWALS_A_DAY,
+        "processed_events": INBOX_DAYS * events_a_day,
+    }
+    assert sizes[-1] == steady
+    assert all(size == steady for size in sizes[FINISHED_DAYS - 1 :]), (
+        "no table grows once its oldest rows reach their age"
+    )
+    made = {
+        "renewals": DAYS * (RENEWALS_A_DAY + 1) + 1,
+        "journey_steps": DAYS * events_a_day + 1,
+        "outbox": DAYS * RENEWALS_A_DAY,
+        "processed_events": DAYS * events_a_day + 1,
+    }
+    assert pruned_on_metrics(metrics) == {
+        table: float(made[table] - steady[table]) for table in steady
+    }
+    async with sessions() as session:
+        never = await session.scalars(
+            select(journey_ledger.RenewalRow.status).where(
+                journey_ledger.RenewalRow.closed_at.is_(None)
+            )
+        )
+        assert list(never) == ["requested"], "an open journey is never deleted"
 
 
 async def test_nothing_is_deleted_before_its_age(renewal: async_sessionmaker[AsyncSession]) -> None:
     sessions = renewal
     metrics = ServiceMetrics(ServiceIdentity("renewal", Tool.MEDS))
     pruner = Pruner(
-        sessions,
-        rules(SETTINGS, ("journey_steps", "renewals"), prune_finished),
-        metrics.pruned_rows,
-        every=3600,
+        sessions, rules(SETTINGS, ("renewals",), prune_finished), metrics.pruned_rows, every=3600
     )
     today = datetime.now(UTC).date()
     await request(sessions, renewal_request("rx", today, dispStatus="Discontinued"), today)
@@ -266,12 +357,12 @@ async def test_nothing_is_deleted_before_its_age(renewal: async_sessionmaker[Asy
         )
         outbox.mark_processed(session, "group", uuid4())
     await OutboxRelay(sessions, cast(KafkaBroker, Kafka())).relay_once()
-    before = await counts(sessions, RenewalRow, StepRow, OutboxRow, ProcessedEventRow)
+    before = await counts(sessions, RenewalRow, OutboxRow, ProcessedEventRow)
 
     assert await pruner.prune(datetime.now(UTC) + timedelta(hours=23)) == dict.fromkeys(
-        ["outbox", "processed_events", "journey_steps", "renewals"], 0
+        ["outbox", "processed_events", "renewals"], 0
     )
-    assert await counts(sessions, RenewalRow, StepRow, OutboxRow, ProcessedEventRow) == before
+    assert await counts(sessions, RenewalRow, OutboxRow, ProcessedEventRow) == before
     assert pruned_on_metrics(metrics) == dict.fromkeys(before, 0.0), "every table at 0 from start"
 
 

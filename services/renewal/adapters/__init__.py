@@ -1,1 +1,1 @@
-"""The renewal service's edges: the journey ledger's database."""
+"""The renewal service's edges: its database of renewal requests."""

@@ -1,32 +1,32 @@
-"""The journey ledger in SQL (SQLite by default, PostgreSQL by URL), via SQLAlchemy 2.
+"""The renewal requests in SQL (SQLite by default, PostgreSQL by URL), via SQLAlchemy 2.
 
-One row per renewal request (accepted or refused) and one per step it reached. A step's primary key
-is the id of the event that recorded it; the ledger consumer also records each event id in the inbox
-(plumbing.outbox), in the same transaction. Retention deletes finished renewals with their steps
-(``prune_finished``); a late event about one is then about no renewal of ours, and is ignored.
+One row per renewal request (accepted or refused): what the intake needs to answer a repeated request
+with the same renewal, and to say where a renewal is until its event is on Kafka. Whether its event
+is there is the outbox's to say (``delivery``). The journey itself is the journey service's; the
+``journey_steps`` table of the ledger that ran here before stays, unused, for one release
+(``RETIRED_JOURNEY_STEPS``). Retention deletes finished requests (``prune_finished``).
 """
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import (
     Boolean,
-    ColumnElement,
+    Column,
     ForeignKey,
     String,
-    and_,
+    Table,
     delete,
-    func,
-    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from plumbing.database import UtcDateTime
-from plumbing.outbox import deleted
-from schemas.vocabulary import Tool
-from services.renewal.domain import Status, Step, StepRecord
+from plumbing.outbox import OutboxRow, deleted
+from schemas import topics
+from services.renewal.domain import IntakeStatus
 
 
 class Base(DeclarativeBase):
@@ -51,40 +51,33 @@ class RenewalRow(Base):
     refusal: Mapped[str | None] = mapped_column(String(64))
     trace_id: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True)
+    """accepted or refused; the closing status once the journey service says the renewal closed."""
     status_since: Mapped[datetime] = mapped_column(UtcDateTime)
-    """When the ledger saw the renewal reach its status: the stall clock starts there, so a step
-    published late (or recorded late) is not blamed on the tool that owns the next one."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     stalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the intake found its event still not on Kafka after the stall timeout (logged and
+    counted once)."""
     stalled_step: Mapped[str | None] = mapped_column(String(32))
     stalled_tool: Mapped[str | None] = mapped_column(String(8))
 
 
-class StepRow(Base):
-    __tablename__ = "journey_steps"
-
-    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    renewal_id: Mapped[str] = mapped_column(ForeignKey("renewals.id"), index=True)
-    step: Mapped[str] = mapped_column(String(32))
-    tool: Mapped[str] = mapped_column(String(8))
-    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    error_code: Mapped[str | None] = mapped_column(String(64))
-    retryable: Mapped[bool | None] = mapped_column(Boolean)
-    detail: Mapped[str | None] = mapped_column(String(1000))
-    source_topic: Mapped[str | None] = mapped_column(String(255))
-
-    @property
-    def record(self) -> StepRecord:
-        return StepRecord(
-            step=Step(self.step),
-            tool=Tool(self.tool),
-            at=self.occurred_at,
-            error_code=self.error_code,
-            retryable=self.retryable,
-            detail=self.detail,
-            source_topic=self.source_topic,
-        )
+RETIRED_JOURNEY_STEPS = Table(
+    "journey_steps",
+    Base.metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("renewal_id", ForeignKey("renewals.id"), index=True, nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("tool", String(8), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("error_code", String(64)),
+    Column("retryable", Boolean),
+    Column("detail", String(1000)),
+    Column("source_topic", String(255)),
+)
+"""The journey ledger's steps from when it ran in this service: nothing writes or reads them now (the
+journey service keeps the journey). The table stays for one release, so a rollback to the release
+before the journey service finds its schema; the next release's migration drops it."""
 
 
 def open_key(veteran_id: str, prescription_id: str) -> str:
@@ -101,96 +94,95 @@ async def open_renewal(session: AsyncSession, key: str) -> RenewalRow | None:
     return found.first()
 
 
-async def renewals_locked(
-    session: AsyncSession, renewal_ids: Sequence[str]
-) -> Sequence[RenewalRow]:
-    """The renewals with these ids, locked for update (on PostgreSQL) in the order of their ids."""
-    found = await session.scalars(
-        select(RenewalRow)
-        .where(RenewalRow.id.in_(renewal_ids))
-        .order_by(RenewalRow.id)
-        .with_for_update()
+Delivery = Literal["pending", "published", "set_aside"]
+
+
+async def delivery(session: AsyncSession, renewal_id: str) -> Delivery:
+    """Where the renewal's ``renewal requested`` event is: still in the outbox, on Kafka (or its
+    outbox row is pruned already), or set aside because Kafka can never take it."""
+    found = await session.execute(
+        select(OutboxRow.published_at, OutboxRow.refused_reason).where(
+            OutboxRow.topic == topics.RENEWAL_REQUESTED, OutboxRow.key == renewal_id.encode()
+        )
     )
-    return found.all()
+    row = found.first()
+    if row is None:
+        return "published"
+    published_at, refused_reason = row
+    if refused_reason is not None:
+        return "set_aside"
+    return "pending" if published_at is None else "published"
 
 
-async def steps_of(session: AsyncSession, renewal_id: str) -> Sequence[StepRow]:
-    found = await session.scalars(
-        select(StepRow)
-        .where(StepRow.renewal_id == renewal_id)
-        .order_by(StepRow.occurred_at, StepRow.recorded_at)
-    )
-    return found.all()
-
-
-async def waiting_since_before(
-    session: AsyncSession, statuses: Sequence[Status], cutoff: datetime
+async def unpublished_since_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 1000
 ) -> Sequence[RenewalRow]:
-    """Renewals not yet marked stalled that have been in one of ``statuses`` since before ``cutoff``."""
+    """Accepted renewals, not yet marked stalled, whose event has waited in the outbox since before
+    ``cutoff``."""
+    keys = await session.scalars(
+        select(OutboxRow.key)
+        .where(
+            OutboxRow.topic == topics.RENEWAL_REQUESTED,
+            OutboxRow.published_at.is_(None),
+            OutboxRow.created_at < cutoff,
+        )
+        .order_by(OutboxRow.id)
+        .limit(limit)
+    )
+    renewal_ids = [key.decode() for key in keys]
+    if not renewal_ids:
+        return []
     found = await session.scalars(
         select(RenewalRow).where(
+            RenewalRow.id.in_(renewal_ids),
+            RenewalRow.status == IntakeStatus.ACCEPTED.value,
             RenewalRow.stalled_at.is_(None),
-            RenewalRow.status.in_([status.value for status in statuses]),
-            RenewalRow.status_since < cutoff,
         )
     )
     return found.all()
 
 
-def updated_at() -> ColumnElement[datetime]:
-    """When a renewal reached its status as the ledger shows it (for a stall: when it was marked)."""
-    return func.coalesce(RenewalRow.stalled_at, RenewalRow.status_since)
+async def close(session: AsyncSession, renewal_id: str, status: str, at: datetime) -> bool:
+    """The journey service says the renewal closed: the prescription may be requested anew. False
+    when the renewal is not (or no longer) here."""
+    row = await session.get(RenewalRow, renewal_id, with_for_update=True)
+    if row is None:
+        return False
+    row.open_key = None
+    if row.status != status:
+        row.status, row.status_since = status, at
+    return True
 
 
-async def listed(
-    session: AsyncSession,
-    statuses: frozenset[Status],
-    since: datetime | None,
-    limit: int,
-) -> Sequence[RenewalRow]:
-    """Renewals shown in one of ``statuses`` (all when empty) that got there at or after ``since``,
-    most recent first. A stalled renewal is shown as ``stalled``, whatever status it waits in."""
-    query = select(RenewalRow)
-    if statuses:
-        plain = [status.value for status in statuses if status is not Status.STALLED]
-        shown = [and_(RenewalRow.stalled_at.is_(None), RenewalRow.status.in_(plain))]
-        if Status.STALLED in statuses:
-            shown.append(RenewalRow.stalled_at.is_not(None))
-        query = query.where(or_(*shown))
-    if since is not None:
-        query = query.where(updated_at() >= since)
-    found = await session.scalars(query.order_by(updated_at().desc()).limit(limit))
-    return found.all()
-
-
-async def steps_of_each(
-    session: AsyncSession, renewal_ids: Sequence[str]
-) -> dict[str, list[StepRow]]:
-    """The steps of each renewal in ``renewal_ids``, in order."""
-    steps: dict[str, list[StepRow]] = {renewal_id: [] for renewal_id in renewal_ids}
-    found = await session.scalars(
-        select(StepRow)
-        .where(StepRow.renewal_id.in_(renewal_ids))
-        .order_by(StepRow.occurred_at, StepRow.recorded_at)
-    )
-    for step in found:
-        steps[step.renewal_id].append(step)
-    return steps
+FINISHED = frozenset(
+    {
+        IntakeStatus.REFUSED,
+        IntakeStatus.CARE_TEAM_UNAVAILABLE,
+        IntakeStatus.SENT,
+        IntakeStatus.DRAFT_DELETED,
+        IntakeStatus.DEAD_LETTERED,
+    }
+)
+"""A request is finished once refused, or once the journey service said its renewal closed."""
 
 
 async def prune_finished(session: AsyncSession, before: datetime, limit: int) -> dict[str, int]:
-    """Delete up to ``limit`` renewals that finished before ``before``, with their steps. A finished
-    renewal (refused, or closed by its last step) is one whose ``open_key`` is cleared."""
+    """Delete up to ``limit`` requests that finished before ``before`` (with the retired journey
+    steps a renewal from before the journey service may still have)."""
     finished = list(
         await session.scalars(
             select(RenewalRow.id)
-            .where(RenewalRow.open_key.is_(None), RenewalRow.status_since < before)
+            .where(
+                RenewalRow.status.in_([status.value for status in FINISHED]),
+                RenewalRow.status_since < before,
+            )
             .order_by(RenewalRow.id)
             .limit(limit)
         )
     )
     if not finished:
-        return {"journey_steps": 0, "renewals": 0}
-    steps = await session.execute(delete(StepRow).where(StepRow.renewal_id.in_(finished)))
+        return {"renewals": 0}
+    retired = RETIRED_JOURNEY_STEPS.c.renewal_id.in_(finished)
+    await session.execute(delete(RETIRED_JOURNEY_STEPS).where(retired))
     renewals = await session.execute(delete(RenewalRow).where(RenewalRow.id.in_(finished)))
-    return {"journey_steps": deleted(steps), "renewals": deleted(renewals)}
+    return {"renewals": deleted(renewals)}

@@ -1,4 +1,6 @@
-"""The journey rules: a renewal's status, failing tool and awaited step from its steps, in any order."""
+"""The journey rules: a renewal's status, failing tool and awaited step from its steps, in any order;
+which step each event records and whose it is (a dead letter: the refusing consumer's, never the
+journey ledger's own bookkeeping)."""
 
 import base64
 from datetime import UTC, datetime, timedelta
@@ -15,15 +17,16 @@ from schemas.events import (
     DraftDeleted,
     MessageSendFailed,
     MessageSent,
+    RenewalRefused,
     RenewalRequested,
 )
 from schemas.records import Prescription
 from schemas.vocabulary import Category, Ehr, PickerKind, Tool, UnavailableReason
-from services.renewal.domain import (
+from services.journey.domain import (
     FAILED,
     Failure,
+    JourneyEvent,
     JourneyState,
-    LedgerEvent,
     Status,
     Step,
     StepRecord,
@@ -63,7 +66,7 @@ def letter(topic: str, tool: Tool = SM, seconds: int = 8) -> StepRecord:
 
 
 JOURNEYS: list[tuple[str, list[StepRecord], JourneyState]] = [
-    ("saved, not yet published", [], JourneyState(Status.ACCEPTED, None, closed=False)),
+    ("no step places it yet", [], JourneyState(Status.UNKNOWN, None, closed=False)),
     ("requested", [REQUESTED], JourneyState(Status.REQUESTED, None, closed=False)),
     (
         "care team resolved",
@@ -159,7 +162,7 @@ def test_journey(steps: list[StepRecord], expected: JourneyState) -> None:
 
 
 STALLS: list[tuple[Status, int, Waiting | None]] = [
-    (Status.ACCEPTED, 301, Waiting(Step.REQUESTED, MEDS)),
+    (Status.UNKNOWN, 86_400, None),
     (Status.REQUESTED, 301, Waiting(Step.CARE_TEAM_RESOLVED, SM)),
     (Status.CARE_TEAM_RESOLVED, 301, Waiting(Step.DRAFT_CREATED, SM)),
     (Status.REQUESTED, 300, None),
@@ -188,12 +191,18 @@ DRAFT = {
 }
 
 
-def dead_letter(key: bytes | None) -> DeadLetter:
+def dead_letter(
+    key: bytes | None,
+    tool: Tool = SM,
+    service: str = "careteam",
+    group: str = "rxsm-careteam",
+    topic: str = topics.RENEWAL_REQUESTED,
+) -> DeadLetter:
     return DeadLetter(
-        tool=SM,
-        service="careteam",
-        consumer_group="rxsm-careteam",
-        topic=topics.RENEWAL_REQUESTED,
+        tool=tool,
+        service=service,
+        consumer_group=group,
+        topic=topic,
         partition=0,
         offset=7,
         key=base64.b64encode(key).decode() if key is not None else None,
@@ -204,13 +213,20 @@ def dead_letter(key: bytes | None) -> DeadLetter:
     )
 
 
-OBSERVED: list[tuple[str, LedgerEvent, tuple[Step, Tool, str | None]]] = [
+OBSERVED: list[tuple[str, JourneyEvent, tuple[Step, Tool, str | None]]] = [
     (
-        "the renewal's own request, read back from Kafka",
+        "the renewal's request, once meds' event is on Kafka",
         RenewalRequested(
             renewal_id=RENEWAL, veteran_id="v", ehr=Ehr.VISTA, prescription=PRESCRIPTION
         ),
         (Step.REQUESTED, MEDS, None),
+    ),
+    (
+        "the request refused by meds",
+        RenewalRefused(
+            renewal_id=RENEWAL, veteran_id="v", ehr=Ehr.VISTA, code="on_hold", source="kafka"
+        ),
+        (Step.REFUSED, MEDS, "on_hold"),
     ),
     (
         "care teams resolved",
@@ -275,8 +291,8 @@ OBSERVED: list[tuple[str, LedgerEvent, tuple[Step, Tool, str | None]]] = [
 @pytest.mark.parametrize(
     ("event", "expected"), [row[1:] for row in OBSERVED], ids=[row[0] for row in OBSERVED]
 )
-def test_each_downstream_event_is_a_step_of_its_renewal(
-    event: LedgerEvent, expected: tuple[Step, Tool, str | None]
+def test_each_event_is_a_step_of_its_renewal(
+    event: JourneyEvent, expected: tuple[Step, Tool, str | None]
 ) -> None:
     observed = observed_step(event)
     assert observed is not None
@@ -295,8 +311,80 @@ def test_each_downstream_event_is_a_step_of_its_renewal(
     ],
     ids=["a general message's draft", "a dead letter keyed by something else", "unkeyed letter"],
 )
-def test_events_about_no_renewal_are_not_steps(event: LedgerEvent) -> None:
+def test_events_about_no_renewal_are_not_steps(event: JourneyEvent) -> None:
     assert observed_step(event) is None
+
+
+def test_the_request_and_its_refusal_open_the_renewal_with_what_meds_decided() -> None:
+    requested = RenewalRequested(
+        renewal_id=RENEWAL,
+        veteran_id="v",
+        ehr=Ehr.ORACLE_HEALTH,
+        cohort="new",
+        prescription=PRESCRIPTION,
+        source="http",
+        idempotency_key="k-1",
+    )
+    refused = RenewalRefused(
+        renewal_id=RENEWAL, veteran_id="v", ehr=Ehr.VISTA, code="non_va", source="kafka"
+    )
+    observed = [observed_step(requested), observed_step(refused)]
+    openings = [o.opening for o in observed if o is not None and o.opening is not None]
+    assert [(o.ehr, o.source, o.idempotency_key) for o in openings] == [
+        ("oracle_health", "http", "k-1"),
+        ("vista", "kafka", None),
+    ]
+    assert [o.requested_at for o in openings] == [requested.occurred_at, refused.occurred_at]
+    draft = observed_step(DraftCreated(**DRAFT))
+    assert draft is not None and draft.opening is None, "an SM step opens no renewal"
+
+
+def test_a_dead_letter_is_the_refusing_consumers_and_names_whose_topic_it_was_on() -> None:
+    """A care-teams record (SM's topic) refused by the messaging consumer (SM), and a request
+    (meds' topic) refused by the care-team consumer (SM): each is a failure of the tool whose
+    consumer refused it, with the topic's owner and the consumer group beside it."""
+    on_sm_topic = observed_step(
+        dead_letter(
+            str(RENEWAL).encode(),
+            service="messaging",
+            group="rxsm-messaging",
+            topic=topics.CARE_TEAMS,
+        )
+    )
+    on_meds_topic = observed_step(dead_letter(str(RENEWAL).encode()))
+    assert on_sm_topic is not None and on_meds_topic is not None
+    assert (
+        on_sm_topic.record.tool,
+        on_sm_topic.record.topic_owner,
+        on_sm_topic.record.refused_by,
+    ) == (SM, SM, "rxsm-messaging")
+    assert (
+        on_meds_topic.record.tool,
+        on_meds_topic.record.topic_owner,
+        on_meds_topic.record.refused_by,
+    ) == (SM, MEDS, "rxsm-careteam")
+    assert on_sm_topic.record.detail == "messaging: invalid event: prescription: missing"
+
+
+@pytest.mark.parametrize(
+    ("tool", "service", "group"),
+    [
+        (Tool.JOURNEY, "journey", "rxsm-journey"),
+        (MEDS, "renewal", "rxsm-renewal-ledger"),
+    ],
+    ids=["the journey service's own refusal", "the ledger's when it ran in the renewal service"],
+)
+def test_the_ledgers_own_refusal_of_a_record_is_bookkeeping_never_a_step(
+    tool: Tool, service: str, group: str
+) -> None:
+    """The same poison on SM's care-teams topic, refused by the journey ledger as well as by SM: only
+    SM's refusal is a step of the renewal's journey, so an SRE is sent to SM alone. The letters the
+    ledger wrote while it ran inside the renewal service (stamped meds) stay on the dead-letter topic
+    for a month: they are bookkeeping too."""
+    own = dead_letter(
+        str(RENEWAL).encode(), tool=tool, service=service, group=group, topic=topics.CARE_TEAMS
+    )
+    assert observed_step(own) is None
 
 
 @pytest.mark.parametrize("retryable", [True, False])
@@ -345,6 +433,8 @@ def test_failed_names_every_status_a_tool_failed_the_renewal_in() -> None:
     assert statuses_named("sent, drafted") == {Status.SENT, Status.DRAFTED}
     with pytest.raises(ValueError, match="unknown status 'lost'"):
         statuses_named("failed,lost")
+    with pytest.raises(ValueError, match="unknown status 'unknown'"):
+        statuses_named("unknown")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""The journey ledger reads its topics in batches, on the real broker: one transaction per batch,
-yet each record keeps its own trace, and a record that fails alone is retried alone."""
+"""The journey service reads its topics in batches, on the real broker: one transaction per batch,
+yet each record keeps its own trace (stamped with the journey's own tool, neither meds nor sm), and a
+record that fails alone is retried alone."""
 
 import secrets
 from typing import Any
@@ -12,8 +13,8 @@ from opentelemetry.trace import SpanKind
 from schemas import topics
 from schemas.events import DraftUpdated
 from schemas.vocabulary import Category, Ehr
-from services.renewal import handlers
-from services.renewal.handlers import LEDGER_GROUP
+from services.journey import handlers
+from services.journey.handlers import JOURNEY_GROUP
 from tests.e2e.conftest import Flow
 from tests.e2e.test_renewal_journey import journey, reached, records_on, renewal_request
 from tests.support import eventually
@@ -85,7 +86,7 @@ async def test_each_record_of_a_batch_is_processed_in_its_own_producers_trace(
             for span in flow.spans.get_finished_spans()
             if span.kind is SpanKind.CONSUMER
             and span.name == f"{topics.DRAFTS} process"
-            and (span.attributes or {}).get("messaging.consumer.group.name") == LEDGER_GROUP
+            and (span.attributes or {}).get("messaging.consumer.group.name") == JOURNEY_GROUP
             and span.parent is not None
             and (format(span.context.trace_id, "032x"), format(span.parent.span_id, "016x"))
             in producers
@@ -95,9 +96,9 @@ async def test_each_record_of_a_batch_is_processed_in_its_own_producers_trace(
     spans = await eventually(ledger_spans)
     for span in spans:
         attributes = dict(span.attributes or {})
-        assert attributes["rxsm.step"] == "renewal.ledger"
+        assert attributes["rxsm.step"] == "journey.record"
         assert attributes["rxsm.renewal_id"] == renewal_id
-        assert attributes["rxsm.tool"] == "meds"
+        assert attributes["rxsm.tool"] == "journey"
         assert span.parent is not None and span.parent.is_remote
     found = await eventually(lambda: _with_steps(flow, renewal_id, "draft_updated", len(producers)))
     assert found["status"] == "drafted"
@@ -112,11 +113,13 @@ async def test_an_event_that_fails_alone_is_retried_alone_and_the_rest_are_recor
     failures_left = {"count": 2}
     record = handlers.LedgerBatch.record
 
-    def failing_twice(batch: handlers.LedgerBatch, session: Any, observed: Any) -> Any:
+    def failing_twice(
+        batch: handlers.LedgerBatch, session: Any, observed: Any, trace_id: Any
+    ) -> Any:
         if observed.event_id == troubled and failures_left["count"]:
             failures_left["count"] -= 1
             raise RuntimeError("the ledger's database hiccupped")
-        return record(batch, session, observed)
+        return record(batch, session, observed, trace_id)
 
     monkeypatch.setattr(handlers.LedgerBatch, "record", failing_twice)
     await publish_together(
@@ -129,7 +132,7 @@ async def test_an_event_that_fails_alone_is_retried_alone_and_the_rest_are_recor
     assert failures_left["count"] == 0, "tried in its batch, then alone"
     parked = await records_on(
         flow.bootstrap,
-        topics.retry_topic(topics.DRAFTS, LEDGER_GROUP),
+        topics.retry_topic(topics.DRAFTS, JOURNEY_GROUP),
         lambda e: e.get("event_id") == str(troubled),
     )
     assert len(parked) == 1, "only the event that failed alone went to the retry topic"

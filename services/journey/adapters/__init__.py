@@ -1,0 +1,1 @@
+"""The journey service's edges: the journey ledger's database."""

@@ -47,7 +47,7 @@ from schemas.vocabulary import Category, Cohort, Ehr, PickerKind, UnavailableRea
 from services.messaging import handlers
 from services.messaging.adapters.storage import DraftRow
 from services.messaging.adapters.tracing import link_to
-from services.messaging.domain import DraftEdit, SmError
+from services.messaging.domain import BODY_MAX_LENGTH, SUBJECT_MAX_LENGTH, DraftEdit, SmError
 from services.messaging.handlers import Messaging, NewMessage
 from services.messaging.settings import IDENTITY
 
@@ -220,6 +220,14 @@ class CareTeamChoice(BaseModel):
     care_systems: list[CareSystem]
 
 
+SUBJECT_LIMITS: dict[str, Any] = {"minLength": 1, "maxLength": SUBJECT_MAX_LENGTH}
+BODY_LIMITS: dict[str, Any] = {"minLength": 1, "maxLength": BODY_MAX_LENGTH}
+"""The lengths the service takes (services/messaging/domain.py), documented; a subject or body
+outside them, blank, or holding a control character is refused with 422 and its own code."""
+SUBJECT = "Not blank; 50 characters at most (VA's compose form)."
+BODY = "Not blank; 20,000 characters at most."
+
+
 class NewDraft(BaseModel):
     """A general new message: the team the Veteran picked and how, any SM category."""
 
@@ -228,8 +236,8 @@ class NewDraft(BaseModel):
     recipient_id: int
     team_selection: TeamSelection
     category: Category
-    subject: str
-    body: str
+    subject: str = Field(description=SUBJECT, json_schema_extra=SUBJECT_LIMITS)
+    body: str = Field(description=BODY, json_schema_extra=BODY_LIMITS)
     platform: Platform | None = None
 
 
@@ -242,8 +250,8 @@ class DraftChanges(BaseModel):
     recipient_id: int | None = None
     team_selection: TeamSelection | None = None
     category: Category | None = None
-    subject: str | None = None
-    body: str | None = None
+    subject: str | None = Field(default=None, description=SUBJECT, json_schema_extra=SUBJECT_LIMITS)
+    body: str | None = Field(default=None, description=BODY, json_schema_extra=BODY_LIMITS)
     platform: Platform | None = None
 
 

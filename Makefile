@@ -40,8 +40,12 @@ format: setup  ## format and fix what ruff can
 schemas: setup  ## re-export the events' JSON Schema files under schemas/json
 	$(UV) run python -m schemas.export
 
-docs: setup  ## AsyncAPI documents of the three services under docs/asyncapi
+docs: setup  ## AsyncAPI document of each service under docs/asyncapi (as faststream docs gen writes it)
 	$(UV) run rxsm asyncapi
+
+.PHONY: contracts
+contracts: setup  ## schemathesis on each running service's OpenAPI, the AsyncAPI CLI (npx) on each document, check-jsonschema on the event schemas and real events
+	$(UV) run pytest -q tests/contracts tests/e2e/test_openapi_contract.py tests/e2e/test_event_contract.py
 
 check-metrics: setup  ## promtool (installed if missing): the Prometheus config, and each service's /metrics after a flow
 	UV=$(UV) bash observability/promtool.sh check

@@ -82,8 +82,9 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
         await task
 
 
-async def schemathesis(url: str, service: str) -> tuple[int, str]:
-    """Run schemathesis' CLI on the service at ``url``: its exit code and report."""
+async def schemathesis(url: str, service: str, workdir: Path) -> tuple[int, str]:
+    """Run schemathesis' CLI on the service at ``url`` from ``workdir`` (where it keeps its cache):
+    its exit code and report."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -106,7 +107,7 @@ async def schemathesis(url: str, service: str) -> tuple[int, str]:
         "1",
         "--header",
         f"Authorization: {authorization(service)}",
-        cwd=ROOT,
+        cwd=workdir,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -144,11 +145,11 @@ CHAINED = [
 
 @pytest.mark.parametrize("service", list(SERVICES))
 async def test_schemathesis_finds_the_service_as_its_openapi_document_says(
-    flow: Flow, service: str
+    flow: Flow, service: str, tmp_path: Path
 ) -> None:
     before = [await counted(flow, metric, status) for metric, status in CHAINED]
     async with served(flow.apps[service]) as url:
-        code, report = await schemathesis(url, service)
+        code, report = await schemathesis(url, service, tmp_path)
     assert code == 0, report
     if service == "messaging":
         after = [await counted(flow, metric, status) for metric, status in CHAINED]

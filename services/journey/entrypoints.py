@@ -22,6 +22,7 @@ from plumbing.deadletter import Settlement
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
+from plumbing.openapi import link
 from plumbing.outbox import OutboxRelay
 from plumbing.telemetry import TRACING, annotate, current_trace_id
 from schemas import topics
@@ -398,6 +399,16 @@ async def get_renewal_by_key(
     "/renewals",
     response_model=RenewalList,
     responses={
+        200: {
+            "links": {
+                "GetFirstRenewal": link(
+                    "GET",
+                    "/v1/renewals/{renewal_id}",
+                    "The journey of the first renewal listed (the most recently updated).",
+                    renewal_id="$response.body#/renewals/0/renewal_id",
+                )
+            }
+        },
         403: {"model": http_problems.Problem, "description": "A Veteran's token (service_only)."},
         422: {
             "model": http_problems.Problem,

@@ -260,7 +260,7 @@ class Observed:
                 return draft_id if first else None
             elif kind == "message.sent":
                 self.messages[event["draft_id"]].add(event["message_id"])
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # a poison record: not a step of any journey
             return None
         return None
 

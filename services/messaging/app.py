@@ -50,9 +50,9 @@ def create_app(
     broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, broker)
     flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
+    relay = OutboxRelay(sessions, broker, set_aside_gauge=metrics.outbox_set_aside)
     pruner = Pruner(
         sessions,
         rules(settings, ("message_sends", "message_drafts"), prune_closed),

@@ -22,7 +22,14 @@ from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.renewal.adapters.ledger import prune_finished
-from services.renewal.entrypoints import IDENTITY, drain_outbox, http, subscribers, sweep_stalls
+from services.renewal.entrypoints import (
+    IDENTITY,
+    drain_outbox,
+    fail_unpublished,
+    http,
+    subscribers,
+    sweep_stalls,
+)
 
 
 class RenewalSettings(ServiceSettings):
@@ -48,9 +55,14 @@ def create_app(
     broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
-    relay = OutboxRelay(sessions, broker)
     flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
+    relay = OutboxRelay(
+        sessions,
+        broker,
+        on_set_aside=fail_unpublished(metrics),
+        set_aside_gauge=metrics.outbox_set_aside,
+    )
     pruner = Pruner(
         sessions,
         rules(settings, ("renewals",), prune_finished),

@@ -3,15 +3,17 @@ where a request is, over HTTP, until its event is on Kafka; the sweep for reques
 get there; and the journey service's word that a renewal closed."""
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from faststream import Context
+from faststream import Context, StreamMessage
 from faststream.kafka import KafkaMessage, KafkaRouter
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from plumbing import http as http_problems
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
@@ -21,7 +23,7 @@ from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.openapi import link
-from plumbing.outbox import OutboxRelay
+from plumbing.outbox import EventTooLarge, OnSetAside, OutboxRelay, SetAside
 from plumbing.telemetry import annotate, current_trace_id, record_failure
 from schemas import topics
 from schemas.events import RenewalClosed
@@ -107,7 +109,8 @@ async def on_renewal_request(
     refused`` for the journey service; look it up by the record's Idempotency-Key header (or by the
     renewal id logged with "renewal refused"). A redelivered request finds its open renewal and
     stages nothing new; a redelivered refusal is saved again unless the record has an
-    Idempotency-Key."""
+    Idempotency-Key. A record over ``INGRESS_RECORD_MAX_BYTES`` is dead-lettered unread
+    (``bounded``), as is a request whose event Kafka could never take."""
     annotate("renewal.request")
     key = _header(message.headers, IDEMPOTENCY_KEY)
     if key is not None and len(key) > MAX_KEY_LENGTH:
@@ -131,8 +134,30 @@ async def on_renewal_request(
         raise PermanentError(
             "the Idempotency-Key was already used for another Veteran or prescription"
         ) from error
+    except EventTooLarge as error:
+        raise PermanentError(f"{EVENT_TOO_LARGE}: {error}") from error
     relay.notify()
     _report_accepted(accepted, "kafka")
+
+
+INGRESS_RECORD_MAX_BYTES = 512 * 1024
+"""The largest record the ingress topic's consumer reads: twice the HTTP body limit (256 KiB,
+plumbing/http.py), since on the ingress the request's PHI travels sealed (base64, a third larger).
+rxsm's own; Kafka's own default (``message.max.bytes``, 1,048,588) is twice as large again."""
+RECORD_TOO_LARGE = "record_too_large"
+EVENT_TOO_LARGE = "event_too_large"
+
+
+async def bounded(message: StreamMessage[Any], decode: Callable[..., Awaitable[Any]]) -> Any:
+    """The ingress's decoder: a record over ``INGRESS_RECORD_MAX_BYTES`` is refused before it is
+    parsed (dead-lettered with the reason), whatever it holds."""
+    size = len(message.body)
+    if size > INGRESS_RECORD_MAX_BYTES:
+        raise PermanentError(
+            f"{RECORD_TOO_LARGE}: the record is {size} bytes; the ingress takes at most "
+            f"{INGRESS_RECORD_MAX_BYTES}"
+        )
+    return await decode(message)
 
 
 def _header(headers: dict[str, Any], name: str) -> str | None:
@@ -155,9 +180,12 @@ async def on_renewal_closed(
 
 
 def subscribers() -> KafkaRouter:
-    """The service's Kafka subscribers, for one broker."""
+    """The service's Kafka subscribers, for one broker: the ingress's (its records bounded), and
+    the journey service's closings."""
     router = KafkaRouter()
-    subscribe(router, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
+    ingress = KafkaRouter(decoder=bounded)
+    subscribe(ingress, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
+    router.include_router(ingress)
     subscribe(router, topics.RENEWALS_CLOSED, on_renewal_closed, IDENTITY, group=CLOSED_GROUP)
     return router
 
@@ -197,6 +225,35 @@ async def sweep_stalls(
         await asyncio.sleep(every)
 
 
+def fail_unpublished(metrics: ServiceMetrics) -> OnSetAside:
+    """What the outbox relay does, in its transaction, with events Kafka refused for good: a
+    renewal whose request event it was fails on meds (``handlers.fail_unpublished``), is logged and
+    counted."""
+
+    async def fail(session: AsyncSession, set_aside: Sequence[SetAside]) -> None:
+        for failed in await handlers.fail_unpublished(session, set_aside):
+            metrics.renewals.add(
+                1,
+                {
+                    "step": IntakeStatus.FAILED.value,
+                    "outcome": "failure",
+                    "tool": str(Tool.MEDS),
+                    "ehr": str(failed.ehr),
+                    "cohort": str(failed.cohort),
+                    "reason": failed.reason,
+                },
+            )
+            log.error(
+                "renewal failed: Kafka can never take its event",
+                step="renewal.request",
+                renewal_id=str(failed.renewal_id),
+                reason=failed.reason,
+                owner=Tool.MEDS.value,
+            )
+
+    return fail
+
+
 async def drain_outbox(relay: OutboxRelay) -> None:
     """On shutdown, publish what is staged while the producer is still open; what Kafka refuses
     stays staged and is published after the next start."""
@@ -225,8 +282,11 @@ class RenewalProblem(http_problems.Problem):
 
 
 class Failure(BaseModel):
-    tool: Tool = Field(description="meds: the intake refused the request.")
-    step: str = Field(description="refused")
+    tool: Tool = Field(description="meds: the intake refused the request, or failed it.")
+    step: str = Field(
+        description="refused; or requested, when Kafka can never take the request's event (its "
+        "error_code: event_too_large, topic_invalid, record_invalid)."
+    )
     error_code: str | None
 
 
@@ -253,7 +313,9 @@ class RenewalIntake(BaseModel):
     trace_id: str | None = Field(description="The trace of the request.")
     requested_at: datetime
     updated_at: datetime = Field(description="When the request reached its status.")
-    failure: Failure | None = Field(description="The refusal, for a refused request.")
+    failure: Failure | None = Field(
+        description="The refusal, for a refused request; why it failed, for a failed one."
+    )
     stalled: Stalled | None = Field(
         description="Accepted, and its event still not on Kafka after the stall timeout."
     )
@@ -311,6 +373,11 @@ ACCEPTED_LINKS = {
     responses={
         202: {"links": ACCEPTED_LINKS},
         401: {"model": RenewalProblem, "description": "No valid service token."},
+        413: {
+            "model": RenewalProblem,
+            "description": "``too_large``: the body is over 256 KiB; ``event_too_large``: its "
+            "event would be over what Kafka takes (nothing is saved).",
+        },
         403: {
             "model": RenewalProblem,
             "description": "``renewal_flow_off``: the renewal flow is off for this Veteran (the "
@@ -363,6 +430,15 @@ async def post_renewal(
             "idempotency_key_reused",
             "This Idempotency-Key was already used for another prescription; send a new key.",
         )
+    except EventTooLarge as error:
+        record_failure(EVENT_TOO_LARGE, Tool.MEDS, code=EVENT_TOO_LARGE)
+        log.warning("renewal request too large for Kafka", step="renewal.request", size=error.size)
+        return _problem(
+            413,
+            EVENT_TOO_LARGE,
+            f"This request's event would be {error.size} bytes, over the {error.limit} Kafka "
+            "takes: nothing was saved. Send the prescription with fewer or shorter fields.",
+        )
     relay.notify()
     _report_accepted(accepted, "http")
     return RenewalAccepted(
@@ -387,7 +463,13 @@ def _intake(found: handlers.Request) -> RenewalIntake:
         if status is IntakeStatus.STALLED and row.stalled_at is not None
         else None
     )
-    refused = row.refusal is not None
+    failure = (
+        Failure(tool=Tool.MEDS, step="refused", error_code=row.refusal)
+        if row.refusal is not None
+        else Failure(tool=Tool.MEDS, step=domain.AWAITED, error_code=row.failure)
+        if row.failure is not None
+        else None
+    )
     return RenewalIntake(
         renewal_id=UUID(row.id),
         status=status,
@@ -398,9 +480,7 @@ def _intake(found: handlers.Request) -> RenewalIntake:
         trace_id=row.trace_id,
         requested_at=row.created_at,
         updated_at=row.stalled_at or row.status_since,
-        failure=Failure(tool=Tool.MEDS, step="refused", error_code=row.refusal)
-        if refused
-        else None,
+        failure=failure,
         stalled=stalled,
     )
 

@@ -12,8 +12,14 @@ committed renewal and stages nothing.
 The renewal flow's feature flag, the flag of the prescription's EHR (and the Veteran's rollout
 cohort) are evaluated once, when a request makes a new renewal: a renewal accepted while the flags
 were on finishes if one is turned off, and a repeat of its request answers it.
+
+A request whose event Kafka could never take is refused before it is accepted: staging it raises
+``EventTooLarge`` and nothing is saved. One whose event Kafka refuses all the same (a broker with a
+smaller limit) is set aside by the outbox relay, which has ``fail_unpublished`` fail the renewal on
+meds in the same transaction: it is no longer open, and the journey service is told.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, Protocol
@@ -23,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
-from plumbing.outbox import stage
+from plumbing.outbox import SetAside, stage
 from schemas.events import RenewalClosed, RenewalRefused, RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
@@ -318,6 +324,50 @@ async def mark_stalled(sessions: Sessions, now: datetime, after: timedelta) -> l
             row.stalled_tool = Tool.MEDS.value
             stalls.append(Stall(UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), row.created_at))
     return stalls
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    """A renewal failed on meds because Kafka can never take its ``renewal requested``."""
+
+    renewal_id: UUID
+    ehr: Ehr
+    cohort: Cohort
+    reason: str
+
+
+async def fail_unpublished(
+    session: AsyncSession, set_aside: Sequence[SetAside]
+) -> list[Unpublished]:
+    """In the outbox relay's transaction, for each ``renewal requested`` Kafka refused for good: the
+    renewal fails on meds with the outbox's reason (``failure``), and is no longer open, so a new
+    request for the prescription starts a new renewal; its ``renewal refused`` (ids and the reason
+    as its code, small enough for any Kafka) tells the journey service it failed on meds."""
+    failed = []
+    for event in set_aside:
+        if event.event_type != "renewal.requested":
+            continue
+        row = await session.get(RenewalRow, event.key, with_for_update=True)
+        if row is None or row.status != IntakeStatus.ACCEPTED.value:
+            continue
+        now = _now()
+        row.open_key = None
+        row.status, row.status_since, row.failure = IntakeStatus.FAILED.value, now, event.reason
+        stage(
+            session,
+            RenewalRefused(
+                renewal_id=UUID(row.id),
+                occurred_at=now,
+                cohort=Cohort(row.cohort),
+                veteran_id=row.veteran_id,
+                ehr=Ehr(row.ehr),
+                code=event.reason,
+                source="kafka" if row.source == "kafka" else "http",
+                idempotency_key=row.idempotency_key,
+            ),
+        )
+        failed.append(Unpublished(UUID(row.id), Ehr(row.ehr), Cohort(row.cohort), event.reason))
+    return failed
 
 
 async def close_renewal(event: RenewalClosed, sessions: Sessions) -> bool:

@@ -49,6 +49,9 @@ class RenewalRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     open_key: Mapped[str | None] = mapped_column(String(130), unique=True)
     refusal: Mapped[str | None] = mapped_column(String(64))
+    failure: Mapped[str | None] = mapped_column(String(64))
+    """Why meds failed the renewal after accepting it: Kafka can never take its event, which the
+    outbox set aside (event_too_large, topic_invalid, record_invalid)."""
     trace_id: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True)
     """accepted or refused; the closing status once the journey service says the renewal closed."""
@@ -161,9 +164,11 @@ FINISHED = frozenset(
         IntakeStatus.SENT,
         IntakeStatus.DRAFT_DELETED,
         IntakeStatus.DEAD_LETTERED,
+        IntakeStatus.FAILED,
     }
 )
-"""A request is finished once refused, or once the journey service said its renewal closed."""
+"""A request is finished once refused, failed (its event set aside), or once the journey service
+said its renewal closed."""
 
 
 async def prune_finished(session: AsyncSession, before: datetime, limit: int) -> dict[str, int]:

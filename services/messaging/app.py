@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from faststream import FastStream
@@ -15,10 +16,10 @@ from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
 from plumbing.migrations import prepare_schema
 from plumbing.outbox import OutboxRelay
-from plumbing.retention import Pruner, rules
+from plumbing.retention import Pruner, Rule, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
-from services.messaging.adapters.storage import prune_closed
+from services.messaging.adapters.storage import prune_closed, prune_no_care_team
 from services.messaging.adapters.upstream import (
     BuiltinSecureMessaging,
     HttpSecureMessaging,
@@ -55,7 +56,14 @@ def create_app(
     relay = OutboxRelay(sessions, broker, set_aside_gauge=metrics.outbox_set_aside)
     pruner = Pruner(
         sessions,
-        rules(settings, ("message_sends", "message_drafts"), prune_closed),
+        [
+            *rules(settings, ("message_sends", "message_drafts"), prune_closed),
+            Rule(
+                ("renewals_without_care_team",),
+                timedelta(days=settings.retention_finished_days),
+                prune_no_care_team,
+            ),
+        ],
         metrics.pruned_rows,
         settings.retention_sweep_seconds,
     )

@@ -1,6 +1,7 @@
 """When no care team can receive a renewal, the Veteran asking for its draft is told why: SM's reason
 from the ``careteams.unavailable`` event, kept per renewal (ids and the reason only)."""
 
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -95,3 +96,21 @@ async def test_a_redelivered_outcome_is_recorded_once_in_a_batch_with_drafts(
     assert (kept, inbox) == (1, 1)
     draft = await handlers.get_renewal_draft(drafted.renewal_id, VETERAN, builtin)
     assert draft.renewal_id == str(drafted.renewal_id)
+
+
+async def test_retention_forgets_old_reasons_only(builtin: Messaging) -> None:
+    old, new = (
+        unavailable(UnavailableReason.ALL_BLOCKED),
+        unavailable(UnavailableReason.ALL_BLOCKED),
+    )
+    await handlers.record_no_care_team(old, builtin)
+    cutoff = datetime.now(UTC)
+    await handlers.record_no_care_team(new, builtin)
+
+    async with builtin.sessions.begin() as session:
+        assert await storage.prune_no_care_team(session, cutoff, 10) == {
+            "renewals_without_care_team": 1
+        }
+
+    assert (await draft_answer(builtin, old, VETERAN)).code == "draft_not_found"
+    assert (await draft_answer(builtin, new, VETERAN)).code == "care_team_unavailable"

@@ -210,6 +210,20 @@ async def renewals_without_care_team(
     return set(found)
 
 
+async def prune_no_care_team(session: AsyncSession, before: datetime, limit: int) -> dict[str, int]:
+    """Forget up to ``limit`` renewals without a care team recorded before ``before``."""
+    oldest = (
+        select(NoCareTeamRow.renewal_id)
+        .where(NoCareTeamRow.recorded_at < before)
+        .order_by(NoCareTeamRow.renewal_id)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(NoCareTeamRow).where(NoCareTeamRow.renewal_id.in_(oldest))
+    )
+    return {"renewals_without_care_team": deleted(result)}
+
+
 async def renewals_with_drafts(session: AsyncSession, renewal_ids: Sequence[UUID]) -> set[str]:
     """Which of these renewals have their draft already, in any state."""
     found = await session.scalars(

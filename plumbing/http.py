@@ -73,15 +73,24 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, detail={"code": "too_large", "message": body_too_large(limit)})
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` is refused with 413 ``too_large`` before it
-    is read into memory. A Content-Length over the limit is answered at once, without reading a byte
-    of the body (and the connection is closed, since the body is left unread); a body without one
-    (chunked) is counted as it streams in, and the read that passes the limit fails."""
+DRAIN_BYTES = 16 * 1024 * 1024
+"""How much of a refused body is read and thrown away so that the client, still sending it, reads the
+413 and keeps its connection (HTTP clients read the answer only once they have sent the body)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is refused with 413 ``too_large`` and never
+    held in memory. A body without a Content-Length (chunked) is counted as it streams in, and the
+    read that passes the limit fails. The rest of a refused body is read and dropped, up to
+    ``drain_bytes``, so the client gets the 413 on a connection it may keep; a body declared larger
+    than that is answered at once and the connection closed."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, drain_bytes: int = DRAIN_BYTES
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,23 +98,32 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, read=0, declared=declared)
             return
         received = 0
         started = False
 
+        finished = False
+
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, finished
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracked(message: Message) -> None:
+            """The answer to a body refused mid-stream (FastAPI answers ``BodyTooLarge`` itself)
+            waits until the rest of the body is drained, or closes the connection."""
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                refused = received > self.max_bytes and not finished
+                if refused and not await self._drain(receive, received):
+                    message = {**message, "headers": [*message.get("headers", []), CLOSE]}
             await send(message)
 
         try:
@@ -113,12 +131,39 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, read=received, finished=finished)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        read: int,
+        declared: int | None = None,
+        finished: bool = False,
+    ) -> None:
+        drained = finished or (
+            (declared is None or declared <= self.drain_bytes) and await self._drain(receive, read)
+        )
         answer = problem(413, "too_large", body_too_large(self.max_bytes))
-        answer.headers["Connection"] = "close"
+        if not drained:
+            answer.headers["Connection"] = "close"
         await answer(scope, receive, send)
+
+    async def _drain(self, receive: Receive, read: int) -> bool:
+        """Read and drop the rest of the body; False when it runs past ``drain_bytes``."""
+        while read <= self.drain_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
+
+
+CLOSE = (b"connection", b"close")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -3,21 +3,33 @@
 Bodies are arbitrary JSON, raw bytes (not JSON, not UTF-8), or a valid body with one field replaced by
 arbitrary JSON or left out; headers, path ids, query values and bearer subjects are arbitrary text.
 Valid ones may succeed. The services run in this process without a broker (tests/faults/inprocess.py).
+
+And as real clients hit them: served by uvicorn as in production, random bodies of random sizes on one
+keep-alive connection per service, each answer 2xx or 4xx in the one error shape, each in a trace of
+its own.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_service_token
+from rxsm.serve import SERVER_OPTIONS
 from tests.faults.flow import VISTA_VETERAN, renewal_requests
 from tests.faults.inprocess import HttpServices, http_services
-from tests.support import bearer
+from tests.support import bearer, eventually
 
 EXAMPLES = settings(
     max_examples=100,
@@ -180,3 +192,112 @@ async def test_any_authorization_header_but_a_valid_token_is_401(
     ):
         response = await client.request(method, path, headers={"Authorization": authorization})
         assert response.status_code in (401, 403), (path, response.status_code, response.text)
+
+
+@dataclass
+class Served:
+    """The three services on local ports as in production (uvicorn, rxsm's server options), and one
+    keep-alive connection to each."""
+
+    clients: dict[str, httpx.AsyncClient]
+    trace_ids: set[str]
+
+
+@pytest.fixture(scope="module")
+async def served(services: HttpServices) -> AsyncIterator[Served]:
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for name, app in services.apps.items():
+            port = free_port()
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=port, lifespan="off", **SERVER_OPTIONS
+            )
+            server = uvicorn.Server(config)
+            serving = asyncio.create_task(server.serve())
+            stack.push_async_callback(_stopped, server, serving)
+            await eventually(partial(_started, server))
+            clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}",
+                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    timeout=60,
+                )
+            )
+        yield Served(clients, set())
+
+
+async def _started(server: uvicorn.Server) -> bool | None:
+    return True if server.started else None
+
+
+async def _stopped(server: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
+    server.should_exit = True
+    await serving
+
+
+ENDPOINTS = (
+    ("renewal", "POST", "/v1/renewals"),
+    ("messaging", "POST", "/v1/drafts"),
+    ("messaging", "PUT", "/v1/drafts/{draft}"),
+    ("careteam", "GET", "/v1/care-teams"),
+)
+SIZES = st.one_of(
+    st.integers(min_value=0, max_value=2_000),
+    st.integers(min_value=60_000, max_value=300_000),
+    st.integers(min_value=1_000_000, max_value=12_000_000),
+)
+"""Small bodies, bodies past uvicorn's 64 KiB read buffer, and bodies past every limit."""
+
+
+def sized_body(kind: str, size: int, endpoint: str) -> bytes:
+    """A body of about ``size`` bytes: a valid request with one text field that long, the same text
+    as raw bytes, or a JSON document that is cut short."""
+    valid: dict[str, Any] = (
+        renewal_requests(1)[0].body if endpoint == "/v1/renewals" else new_message()
+    )
+    text = "x" * size
+    if kind == "long field" and endpoint == "/v1/renewals":
+        valid["prescription"]["sig"] = text
+    elif kind == "long field":
+        valid["body"] = text
+    if kind == "raw bytes":
+        return text.encode()
+    encoded = json.dumps(valid).encode()
+    return encoded[: max(len(encoded) // 2, 1)] if kind == "cut short" else encoded
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(ENDPOINTS),
+            st.sampled_from(("long field", "raw bytes", "cut short")),
+            SIZES,
+        ),
+        min_size=2,
+        max_size=5,
+    )
+)
+async def test_random_bodies_on_one_keep_alive_connection_each_get_a_shaped_answer_and_own_trace(
+    served: Served, draft_id: str, requests: list[tuple[tuple[str, str, str], str, int]]
+) -> None:
+    for (service, method, path), kind, size in requests:
+        headers = {**JSON, **(MEDICATIONS_APP if service == "renewal" else bearer(VISTA_VETERAN))}
+        response = await served.clients[service].request(
+            method,
+            path.format(draft=draft_id),
+            content=sized_body(kind, size, path) if method != "GET" else b"x" * size,
+            headers=headers,
+        )
+        assert_handled(response.status_code, response.text[:300])
+        if response.status_code >= 400:
+            problem = response.json()
+            assert isinstance(problem["code"], str) and isinstance(problem["message"], str)
+            assert "detail" not in problem
+        trace = response.headers["traceresponse"].split("-")[1]
+        assert trace not in served.trace_ids, f"{method} {path} answered in an earlier trace"
+        served.trace_ids.add(trace)

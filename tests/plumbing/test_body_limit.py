@@ -1,6 +1,7 @@
-"""A request body over the limit is refused with 413 ``too_large`` before it is read into memory:
-at once when its Content-Length says so, and as it streams in when it is chunked. Every service's app
-has the limit (plumbing.http.service_app), in the one Problem shape."""
+"""A request body over the limit is refused with 413 ``too_large`` and never held in memory: by its
+Content-Length, or as it streams in when it is chunked; the rest is drained so the client reads the 413
+on a connection it keeps, unless the body is past what is drained. Every service's app has the limit
+(plumbing.http.service_app), in the one Problem shape."""
 
 import json
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
-from plumbing.http import service_app
+from plumbing.http import DRAIN_BYTES, service_app
 from plumbing.identity import ServiceIdentity
 from plumbing.settings import ServiceSettings
 from schemas.vocabulary import Tool
@@ -91,13 +92,28 @@ def note(size: int) -> bytes:
     return json.dumps({"text": "x" * (size - len('{"text": ""}'))}).encode()
 
 
-async def test_a_declared_body_over_the_limit_is_refused_unread(app: Any) -> None:
+async def test_a_declared_body_over_the_limit_is_refused_and_the_connection_kept(app: Any) -> None:
+    """The client reads the answer once it has sent the body: the rest is read and dropped, so it
+    gets the 413 on a connection it may keep."""
     request = Asgi([note(10_000_000)], [(b"content-length", b"10000000")])
 
     status, answer, headers = await request.call(app)
 
     assert status == 413
     assert answer["code"] == "too_large" and str(LIMIT) in answer["message"]
+    assert request.read == 1, "the body was read to its end, and dropped"
+    assert b"connection" not in headers
+
+
+async def test_a_body_declared_past_what_is_drained_is_refused_unread_and_the_connection_closed(
+    app: Any,
+) -> None:
+    size = DRAIN_BYTES + 1
+    request = Asgi([b"x"], [(b"content-length", str(size).encode())])
+
+    status, answer, headers = await request.call(app)
+
+    assert (status, answer["code"]) == (413, "too_large")
     assert request.read == 0, "not a byte of the body was read"
     assert headers[b"connection"] == b"close"
 
@@ -108,10 +124,23 @@ async def test_a_chunked_body_is_counted_as_it_streams_and_stopped_past_the_limi
     chunks = [b'{"text": "'] + [b"x" * 400] * 25_000 + [b'"}']
     request = Asgi(chunks, [(b"transfer-encoding", b"chunked")])
 
-    status, answer, _ = await request.call(app)
+    status, answer, headers = await request.call(app)
 
     assert (status, answer["code"]) == (413, "too_large")
-    assert request.read <= 4, "reading stopped at the chunk that passed the limit"
+    assert request.read == len(chunks), "the rest was drained, not handed to the app"
+    assert b"connection" not in headers
+
+
+async def test_a_chunked_body_past_what_is_drained_closes_the_connection(app: Any) -> None:
+    megabyte = b"x" * 2**20
+    chunks = [b'{"text": "'] + [megabyte] * (DRAIN_BYTES // 2**20 + 2)
+    request = Asgi(chunks, [(b"transfer-encoding", b"chunked")])
+
+    status, answer, headers = await request.call(app)
+
+    assert (status, answer["code"]) == (413, "too_large")
+    assert request.read < len(chunks)
+    assert headers[b"connection"] == b"close"
 
 
 async def test_a_body_within_the_limit_is_read_whole(app: Any) -> None:

@@ -615,6 +615,12 @@ def print_report(found: "Report") -> None:
         f"[bold]From {_when(found.since)} to {_when(found.until)} UTC[/]: "
         f"{found.renewals_requested} renewal(s) requested"
     )
+    for topic, kept in sorted(found.unseen.items()):
+        console.print(
+            f"[bold yellow]Not the whole window[/]: Kafka keeps {topic} from {_when(kept)} UTC only "
+            f"(its retention); what happened on it before is not counted. The journey service "
+            "keeps every journey longer: rxsm failures, rxsm journey."
+        )
     sent = found.messages_sent
     console.print(
         f"Messages sent: {sent.total} by {sent.veterans} Veteran(s), "
@@ -678,7 +684,8 @@ def report(
 
     until = datetime.now(UTC)
     events = asyncio.run(post_launch.read_events(bootstrap))
-    found = post_launch.summarize(events, until - since, until)
+    unseen = asyncio.run(post_launch.unseen_before(bootstrap, until - since))
+    found = post_launch.summarize(events, until - since, until, unseen)
     if as_json:
         print_json(found.model_dump(mode="json"))
         return

@@ -4,6 +4,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -58,6 +59,26 @@ async def read_all(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord]:
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def kept_from(bootstrap: str, topic: str) -> datetime | None:
+    """From when Kafka still keeps every record of ``topic``: None when it keeps all it was ever
+    given (every partition begins at offset 0), else the time of the latest first record kept."""
+    partitions = await partitions_of(bootstrap, topic)
+    if not partitions:
+        return None
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security())
+    await consumer.start()
+    try:
+        beginnings = await consumer.beginning_offsets(partitions)
+        cut = [tp for tp in partitions if beginnings[tp] > 0]
+        if not cut:
+            return None
+        firsts = await consumer.offsets_for_times({tp: 0 for tp in cut})
+        kept = [found.timestamp for found in firsts.values() if found is not None]
+        return datetime.fromtimestamp(max(kept) / 1000, UTC) if kept else datetime.now(UTC)
     finally:
         await consumer.stop()
 

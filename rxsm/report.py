@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rxsm.kafka_reads import read_json
+from rxsm.kafka_reads import kept_from, read_json
 from schemas import topics
 from schemas.events import (
     AnyEvent,
@@ -100,6 +100,9 @@ class Report(Summary):
     sends: Sends
     failures: list[FailureCount]
     cohorts: dict[str, CohortSummary]
+    unseen: dict[str, datetime] = {}
+    """Topics whose records before this time Kafka no longer keeps (its retention), where that falls
+    inside the window: the report saw those topics from then only."""
 
 
 def parse(values: Iterable[Mapping[str, Any]]) -> list[Reported]:
@@ -120,6 +123,13 @@ async def read_events(bootstrap: str) -> list[Reported]:
     """Every event on the reported topics, from the beginning."""
     found = await asyncio.gather(*(read_json(bootstrap, topic) for topic in REPORTED_TOPICS))
     return parse(value for values in found for value in values)
+
+
+async def unseen_before(bootstrap: str, since: datetime) -> dict[str, datetime]:
+    """The reported topics Kafka keeps only from after ``since`` (older records deleted by its
+    retention), with the time each is kept from."""
+    kept = await asyncio.gather(*(kept_from(bootstrap, topic) for topic in REPORTED_TOPICS))
+    return {topic: at for topic, at in zip(REPORTED_TOPICS, kept, strict=True) if at and at > since}
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -170,8 +180,14 @@ def _cohort(events: list[Reported]) -> CohortSummary:
     )
 
 
-def summarize(events: Iterable[Reported], since: datetime, until: datetime) -> Report:
-    """The report over the events that occurred in [since, until]; each event counts once."""
+def summarize(
+    events: Iterable[Reported],
+    since: datetime,
+    until: datetime,
+    unseen: Mapping[str, datetime] | None = None,
+) -> Report:
+    """The report over the events that occurred in [since, until]; each event counts once.
+    ``unseen``: topics the report could see only from a later time (``unseen_before``)."""
     unique = {event.event_id: event for event in events if since <= event.occurred_at <= until}
     window = list(unique.values())
     sent = [event for event in window if isinstance(event, MessageSent)]
@@ -208,4 +224,5 @@ def summarize(events: Iterable[Reported], since: datetime, until: datetime) -> R
             )
         ],
         cohorts={cohort: _cohort(events) for cohort, events in sorted(by_cohort.items())},
+        unseen=dict(unseen or {}),
     )

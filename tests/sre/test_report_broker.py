@@ -2,16 +2,21 @@
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.records_to_delete import RecordsToDelete
 from typer.testing import CliRunner
 
 from plumbing.topics import ensure_topics
-from rxsm.cli import app
-from rxsm.report import REPORTED_TOPICS
+from rxsm.cli import app, console, print_report
+from rxsm.kafka_reads import kept_from
+from rxsm.report import REPORTED_TOPICS, summarize
+from schemas import topics
 from schemas.events import (
     CareTeamUnavailable,
     Event,
@@ -149,3 +154,40 @@ async def test_the_report_counts_what_the_flow_published(kafka_bootstrap: str) -
     assert grew("cohorts", "new", "renewals_requested") == 1
     assert grew("cohorts", "new", "send_failures") == 1
     assert first not in json.dumps(after) and second not in json.dumps(after)
+
+
+async def test_a_topic_cut_short_by_retention_is_named_with_the_time_it_is_kept_from(
+    kafka_bootstrap: str,
+) -> None:
+    """Kafka deletes a topic's oldest records after its retention: the report then says from when it
+    saw the topic, never counting silently over a window it could not see."""
+    topic = f"rxsm.test.report-window.{uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, 1, [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [await producer.send_and_wait(topic, b"{}") for _ in range(3)]
+    finally:
+        await producer.stop()
+    assert await kept_from(kafka_bootstrap, topic) is None, "nothing deleted: all of it is seen"
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=2)})
+    finally:
+        await admin.close()
+
+    kept = await kept_from(kafka_bootstrap, topic)
+    assert kept is not None
+    assert int(kept.timestamp() * 1000) == sent[2].timestamp
+
+
+def test_the_report_says_which_topics_it_saw_only_from_later() -> None:
+    until = datetime.now(UTC)
+    kept = until - timedelta(days=7)
+    found = summarize([], until - timedelta(days=30), until, {topics.MESSAGES: kept})
+    assert found.unseen == {topics.MESSAGES: kept}
+    with console.capture() as captured:
+        print_report(found)
+    assert f"Kafka keeps {topics.MESSAGES} from {kept:%Y-%m-%d %H:%M}" in captured.get()

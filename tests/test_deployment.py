@@ -126,3 +126,11 @@ def test_services_get_the_time_to_drain_on_stop() -> None:
     for name in SERVICES:
         grace = COMPOSE["services"][name]["stop_grace_period"]
         assert int(grace.rstrip("s")) >= 30, name
+
+
+def test_no_broker_makes_a_topic_on_first_use() -> None:
+    """rxsm creates its topics with their settings (plumbing/topics.py); a broker that made one on
+    first use would give it the broker's defaults (retention, replicas) instead."""
+    assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    local = (ROOT / "localkafka" / "broker.py").read_text()
+    assert '"auto.create.topics.enable=false"' in local

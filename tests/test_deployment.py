@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from deploy.image import instructions
-from localkafka import KAFKA_VERSION
+from localkafka import KAFKA_VERSION, LocalKafka, free_port
 from plumbing.settings import ServiceSettings
 from rxsm.serve import HOST_ENV, PORT_ENV, SERVICES
 
@@ -128,9 +128,10 @@ def test_services_get_the_time_to_drain_on_stop() -> None:
         assert int(grace.rstrip("s")) >= 30, name
 
 
-def test_no_broker_makes_a_topic_on_first_use() -> None:
+def test_no_broker_makes_a_topic_on_first_use(tmp_path: Path) -> None:
     """rxsm creates its topics with their settings (plumbing/topics.py); a broker that made one on
     first use would give it the broker's defaults (retention, replicas) instead."""
     assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    local = (ROOT / "localkafka" / "broker.py").read_text()
-    assert '"auto.create.topics.enable=false"' in local
+    local = LocalKafka(port=free_port(), data_dir=tmp_path)
+    local._write_properties()
+    assert "auto.create.topics.enable=false" in local.properties_file.read_text().splitlines()

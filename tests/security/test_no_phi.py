@@ -11,10 +11,11 @@ travels on Kafka only sealed (schemas/sealing.py), and in clear only to SM's mai
 import asyncio
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
@@ -55,40 +56,39 @@ def leaks(texts: Iterable[str]) -> list[str]:
     return [text[:300] for text in texts if PHI.search(text)]
 
 
-async def kafka_keys_and_headers(bootstrap: str) -> list[str]:
-    """The key and every header (name and value) of every record on every topic."""
+async def every_record(bootstrap: str) -> AsyncIterator[tuple[str, ConsumerRecord]]:
+    """Every record of every topic, with its topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         names = [name for name in await admin.list_topics() if not name.startswith("__")]
     finally:
         await admin.close()
-    found = []
     for name in names:
         async for record in read_all(bootstrap, name):
-            found.append(f"{name} key {(record.key or b'').decode('utf-8', 'replace')}")
-            found += [
-                f"{name} header {header}={value.decode('utf-8', 'replace')}"
-                for header, value in record.headers or ()
-            ]
+            yield name, record
+
+
+async def kafka_keys_and_headers(bootstrap: str) -> list[str]:
+    """The key and every header (name and value) of every record on every topic."""
+    found = []
+    async for name, record in every_record(bootstrap):
+        found.append(f"{name} key {(record.key or b'').decode('utf-8', 'replace')}")
+        found += [
+            f"{name} header {header}={value.decode('utf-8', 'replace')}"
+            for header, value in record.headers or ()
+        ]
     return found
 
 
 async def kafka_values(bootstrap: str, placed_by_test: set[tuple[str, int, int]]) -> list[str]:
     """The value of every record on every topic, but the poison this test put there itself (a broken
     producer's records, PHI in clear included, which rxsm keeps sealed in their dead letters)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [name for name in await admin.list_topics() if not name.startswith("__")]
-    finally:
-        await admin.close()
-    found = []
-    for name in names:
-        async for record in read_all(bootstrap, name):
-            if (name, record.partition, record.offset) not in placed_by_test:
-                found.append(f"{name} value {(record.value or b'').decode('utf-8', 'replace')}")
-    return found
+    return [
+        f"{name} value {(record.value or b'').decode('utf-8', 'replace')}"
+        async for name, record in every_record(bootstrap)
+        if (name, record.partition, record.offset) not in placed_by_test
+    ]
 
 
 async def dead_letter_reasons(bootstrap: str) -> list[str]:

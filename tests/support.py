@@ -2,10 +2,13 @@
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import uuid4
 
+import structlog
 from aiokafka import AIOKafkaConsumer
 
 from plumbing.auth import AuthSettings, issue_token
@@ -65,3 +68,16 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+@contextmanager
+def logging_kept() -> Iterator[None]:
+    """Run the command line in this process without it taking over the process's logging (it sets
+    up its own, as its own process would): the services' log lines keep going where they went."""
+    root = logging.getLogger()
+    handlers, level, config = list(root.handlers), root.level, structlog.get_config()
+    try:
+        yield
+    finally:
+        root.handlers, root.level = handlers, level
+        structlog.configure(**config)

@@ -32,7 +32,7 @@ from schemas import topics
 from schemas.records import RenewalRequest
 from tests.e2e.conftest import Flow
 from tests.e2e.test_messaging_drafts import PREFILLED_BODY, PRESCRIPTION, VISTA_ONLY
-from tests.support import bearer, eventually, read_topic
+from tests.support import bearer, eventually, logging_kept, read_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -254,12 +254,13 @@ async def test_a_request_whose_event_kafka_refuses_fails_on_meds_and_the_next_on
     assert 'reason="event_too_large",step="failed",tool="meds"' in metrics
     assert re.search(r"^rxsm_outbox_set_aside [1-9]", metrics, re.MULTILINE)
     database = flow.apps["renewal"].state.sessions.kw["bind"].url
-    listed = await asyncio.to_thread(
-        CliRunner().invoke,
-        app,
-        ["outbox", "--service", "renewal", "--json"],
-        env={"RXSM_DATABASE_URL": database.render_as_string(hide_password=False)},
-    )
+    with logging_kept():
+        listed = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["outbox", "--service", "renewal", "--json"],
+            env={"RXSM_DATABASE_URL": database.render_as_string(hide_password=False)},
+        )
     assert listed.exit_code == 0, listed.output
     assert {(e["key"], e["event_type"], e["reason"]) for e in json.loads(listed.output)} >= {
         (renewal_id, "renewal.requested", "event_too_large")

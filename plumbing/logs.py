@@ -66,6 +66,19 @@ def json_formatter(identity: ServiceIdentity) -> structlog.stdlib.ProcessorForma
     )
 
 
+class RetriedKafkaErrors(logging.Filter):
+    """aiokafka logs at ERROR some errors it retries by itself (a partition's leader or the group's
+    coordinator not known yet, as at every start): they are WARNING lines here, so an ERROR line
+    means something an SRE must look at. One that persists shows as consumer lag and stalls."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith("aiokafka"):
+            args = record.args if isinstance(record.args, tuple) else ()
+            if any(getattr(arg, "retriable", False) for arg in args):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(
     identity: ServiceIdentity, level: str = "INFO", stream: TextIO | None = None
 ) -> logging.Handler:
@@ -82,6 +95,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(json_formatter(identity))
+    handler.addFilter(RetriedKafkaErrors())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

@@ -87,7 +87,11 @@ async def test_a_redelivered_outcome_is_recorded_once_in_a_batch_with_drafts(
 
     assert results[0] is None and results[1] is not None and results[2] is None
     async with builtin.sessions() as session:
-        kept = await session.scalar(select(func.count()).select_from(storage.NoCareTeamRow))
+        kept = await session.scalar(
+            select(func.count())
+            .select_from(storage.NoCareTeamRow)
+            .where(storage.NoCareTeamRow.renewal_id == str(event.renewal_id))
+        )
         inbox = await session.scalar(
             select(func.count())
             .select_from(ProcessedEventRow)
@@ -108,9 +112,10 @@ async def test_retention_forgets_old_reasons_only(builtin: Messaging) -> None:
     await handlers.record_no_care_team(new, builtin)
 
     async with builtin.sessions.begin() as session:
-        assert await storage.prune_no_care_team(session, cutoff, 10) == {
-            "renewals_without_care_team": 1
-        }
+        pruned = await storage.prune_no_care_team(session, cutoff, 1_000)
+    assert pruned["renewals_without_care_team"] >= 1, (
+        "the old one at least (the database is shared)"
+    )
 
     assert (await draft_answer(builtin, old, VETERAN)).code == "draft_not_found"
     assert (await draft_answer(builtin, new, VETERAN)).code == "care_team_unavailable"

@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
@@ -40,10 +40,12 @@ from sqlalchemy import (
     String,
     delete,
     func,
+    insert,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -118,26 +120,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def stage(session: AsyncSession, event: Event, max_bytes: int = EVENT_MAX_BYTES) -> None:
-    """Add ``event`` to the outbox in the caller's transaction; it is published after commit.
-    ``EventTooLarge`` when its record would be over ``max_bytes``: Kafka could never take it."""
+def outbox_record(event: Event, max_bytes: int = EVENT_MAX_BYTES) -> dict[str, Any]:
+    """The outbox row of ``event`` (its columns, for a Core ``INSERT``), carrying the current trace
+    context. ``EventTooLarge`` when its record would be over ``max_bytes``: Kafka could never take
+    it."""
     headers: dict[str, str] = {EVENT_TYPE_HEADER: event.event_type}
     inject(headers)
     value = event.model_dump_json().encode()
     size = record_size(event.key, value, headers)
     if size > max_bytes:
         raise EventTooLarge(event.event_type, size, max_bytes)
-    session.add(
-        OutboxRow(
-            event_id=str(event.event_id),
-            topic=TOPIC_OF_EVENT[event.event_type],
-            key=event.key,
-            value=value,
-            headers=headers,
-            created_at=_now(),
-            published_at=None,
-        )
-    )
+    return {
+        "event_id": str(event.event_id),
+        "topic": TOPIC_OF_EVENT[event.event_type],
+        "key": event.key,
+        "value": value,
+        "headers": headers,
+        "created_at": _now(),
+        "published_at": None,
+    }
+
+
+def stage(session: AsyncSession, event: Event, max_bytes: int = EVENT_MAX_BYTES) -> None:
+    """Add ``event`` to the outbox in the caller's transaction; it is published after commit.
+    ``EventTooLarge`` when its record would be over ``max_bytes``: Kafka could never take it."""
+    session.add(OutboxRow(**outbox_record(event, max_bytes)))
+
+
+def stage_all(connection: Connection, records: Sequence[dict[str, Any]]) -> None:
+    """Insert ``outbox_record`` rows in the caller's transaction (a sync Core connection), in one
+    ``executemany``; they are published after commit (``OutboxRelay.publish``)."""
+    if records:
+        connection.execute(insert(OutboxRow), list(records))
 
 
 @dataclass(frozen=True)
@@ -261,8 +275,10 @@ async def prune_inbox(session: AsyncSession, before: datetime, limit: int) -> di
 class OutboxRelay:
     """Publishes outbox rows to Kafka, oldest first, until stopped.
 
-    ``notify()`` after a commit wakes it at once; otherwise it polls every ``idle_seconds``. Rows are
-    sent as a pipelined batch (every send in flight together, acks awaited together) and marked
+    ``notify()`` after a commit wakes it at once (to relay every pending row); otherwise it polls every
+    ``idle_seconds``, sweeping the rows older than ``sweep_after_seconds`` (a service whose code
+    publishes its rows right after its commit, ``publish``, leaves the relay what that missed). Rows
+    are sent as a pipelined batch (every send in flight together, acks awaited together) and marked
     published in one transaction. With several instances on PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets
     each row be relayed by one instance at a time.
     """
@@ -277,6 +293,7 @@ class OutboxRelay:
         on_set_aside: OnSetAside | None = None,
         set_aside_gauge: SetAsideGauge | None = None,
         recount_seconds: float = 60.0,
+        sweep_after_seconds: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._broker = broker
@@ -287,6 +304,10 @@ class OutboxRelay:
         self._gauge = set_aside_gauge
         self._recount_seconds = recount_seconds
         self._recounted_at: float | None = None
+        self._sweep_after = timedelta(seconds=sweep_after_seconds)
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()
+        """Event ids ``publish`` is sending: the relay leaves them to it."""
 
     def notify(self) -> None:
         self._wake.set()
@@ -300,13 +321,16 @@ class OutboxRelay:
         self._recounted_at = time.monotonic()
 
     async def run(self) -> None:
+        published, everything = 0, False
         while True:
             recounted = self._recounted_at
             if recounted is None or time.monotonic() - recounted > self._recount_seconds:
                 with contextlib.suppress(Exception):
                     await self.recount()
+            everything = self._wake.is_set() or (everything and published == self._batch_size)
+            self._wake.clear()
             try:
-                published = await self.relay_once()
+                published = await self.relay_once(everything=everything)
             except Exception as error:
                 published = 0
                 log.warning("outbox relay failed; retrying", error_type=type(error).__name__)
@@ -314,10 +338,59 @@ class OutboxRelay:
             if published < self._batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
-                self._wake.clear()
 
-    async def relay_once(self) -> int:
-        """Publish one batch of pending rows; returns how many were published.
+    async def publish(self, records: Sequence[dict[str, Any]]) -> None:
+        """Publish rows the caller just committed (``outbox_record``), right away and together, then
+        mark those Kafka acknowledged published in a transaction of their own. What fails here
+        stays pending for the relay's sweep (``sweep_after_seconds`` later), which also sets aside
+        what Kafka can never take; a crash in between publishes a row again (same event id)."""
+        if not records:
+            return
+        ids = [record["event_id"] for record in records]
+        self._in_flight.update(ids)
+        try:
+            await self._publish_records(records)
+        finally:
+            self._in_flight.difference_update(ids)
+
+    async def _publish_records(self, records: Sequence[dict[str, Any]]) -> None:
+        outcomes = await asyncio.gather(
+            *(self._publish_record(record) for record in records), return_exceptions=True
+        )
+        done = [
+            record["event_id"]
+            for record, outcome in zip(records, outcomes, strict=True)
+            if outcome is None
+        ]
+        if not done:
+            return
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.event_id.in_(done), OutboxRow.published_at.is_(None))
+                    .values(published_at=_now())
+                )
+        except Exception as error:
+            log.warning("outbox rows not marked published", error_type=type(error).__name__)
+
+    def publish_soon(self, records: Sequence[dict[str, Any]]) -> None:
+        """``publish`` in a task of its own, so whoever committed need not wait for Kafka."""
+        if records:
+            self._in_flight.update(record["event_id"] for record in records)
+            task = asyncio.create_task(self.publish(records))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def flush(self) -> None:
+        """Wait for the publishes ``publish_soon`` started (on shutdown, before a drain)."""
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+
+    async def relay_once(self, *, everything: bool = False) -> int:
+        """Publish one batch of pending rows; returns how many were published. Rows younger than
+        ``sweep_after_seconds`` are left to the code that wrote them (``publish``), unless
+        ``everything`` (a drain on shutdown).
 
         A row Kafka refused for a passing reason stays pending and is tried again; a row Kafka can
         never take (``UNPUBLISHABLE``) is set aside with the reason (``SET_ASIDE_REASONS``), so it
@@ -331,6 +404,10 @@ class OutboxRelay:
                 .order_by(OutboxRow.id)
                 .limit(self._batch_size)
             )
+            if self._sweep_after and not everything:
+                query = query.where(OutboxRow.created_at < _now() - self._sweep_after)
+            if self._in_flight:
+                query = query.where(OutboxRow.event_id.not_in(list(self._in_flight)))
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
@@ -371,14 +448,20 @@ class OutboxRelay:
         return len(published)
 
     async def _publish(self, row: OutboxRow) -> None:
-        token = otel_context.attach(extract(row.headers))
+        await self._send(row.value, row.topic, row.key, row.headers)
+
+    async def _publish_record(self, record: dict[str, Any]) -> None:
+        await self._send(record["value"], record["topic"], record["key"], record["headers"])
+
+    async def _send(self, value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
+        token = otel_context.attach(extract(headers))
         try:
             await self._broker.publish(
-                row.value,
-                topic=row.topic,
-                key=row.key,
+                value,
+                topic=topic,
+                key=key,
                 headers={
-                    EVENT_TYPE_HEADER: row.headers[EVENT_TYPE_HEADER],
+                    EVENT_TYPE_HEADER: headers[EVENT_TYPE_HEADER],
                     "content-type": "application/json",
                 },
             )

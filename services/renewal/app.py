@@ -10,8 +10,10 @@ from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
 
+from plumbing.batches import Group
 from plumbing.broker import make_broker
 from plumbing.database import make_engine, session_factory
+from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
@@ -24,6 +26,7 @@ from plumbing.telemetry import tracer_provider
 from services.renewal.adapters.ledger import prune_finished
 from services.renewal.entrypoints import (
     IDENTITY,
+    Intake,
     drain_outbox,
     fail_unpublished,
     http,
@@ -43,6 +46,11 @@ class RenewalSettings(ServiceSettings):
     )
 
 
+SWEEP_AFTER_SECONDS = 2.0
+"""The relay leaves an event this long to the code that wrote it, which publishes it right after
+its commit; then the relay's sweep publishes it (after a crash, or a publish that failed)."""
+
+
 def create_app(
     settings: ServiceSettings | None = None, span_exporter: SpanExporter | None = None
 ) -> FastAPI:
@@ -52,7 +60,6 @@ def create_app(
     configure_logging(IDENTITY, settings.log_level)
     tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, settings, tracing)
-    broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
     flags = FeatureFlags(settings.flags_file)
@@ -62,7 +69,13 @@ def create_app(
         broker,
         on_set_aside=fail_unpublished(metrics),
         set_aside_gauge=metrics.outbox_set_aside,
+        sweep_after_seconds=SWEEP_AFTER_SECONDS,
     )
+    settlement = Settlement(
+        IDENTITY, broker.context.get(RETRY_POLICY), IDENTITY.consumer_group, broker, metrics
+    )
+    intake = Intake(sessions, flags, relay, tracing, settlement)
+    broker.include_router(subscribers(intake))
     pruner = Pruner(
         sessions,
         rules(settings, ("renewals",), prune_finished),
@@ -110,6 +123,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.flags = flags
     app.state.relay = relay
+    app.state.intake = Group(intake.take)
     app.include_router(http)
     return app
 

@@ -4,21 +4,25 @@ get there; and the journey service's word that a renewal closed."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
+from aiokafka import ConsumerRecord
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from faststream import Context, StreamMessage
+from faststream import StreamMessage
 from faststream.kafka import KafkaMessage, KafkaRouter
-from pydantic import BaseModel, Field
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plumbing import http as http_problems
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
+from plumbing.batches import Batch, Group, Within, alone
 from plumbing.broker import subscribe
-from plumbing.deadletter import PermanentError
+from plumbing.deadletter import PermanentError, Settlement
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
@@ -73,9 +77,9 @@ def _report_disagreement(renewal_id: UUID, ehr: Ehr, refusal: Refusal | None) ->
     )
 
 
-def _report_refused(refused: handlers.NotRenewable, source: Source, relay: OutboxRelay) -> None:
+def _report_refused(refused: handlers.NotRenewable, source: Source) -> None:
     """Fail the request's span in meds and log the refusal (ids and code only); a new one's
-    ``renewal refused`` is staged, and the journey service counts it once it is on Kafka."""
+    ``renewal refused`` is published, and the journey service counts it once it is on Kafka."""
     annotate("renewal.request", renewal_id=refused.renewal_id, ehr=refused.ehr)
     flow_closed = refused.refusal in FLOW_CLOSED
     record_failure(
@@ -83,8 +87,6 @@ def _report_refused(refused: handlers.NotRenewable, source: Source, relay: Outbo
         Tool.MEDS,
         code=refused.refusal.value,
     )
-    if not refused.duplicate:
-        relay.notify()
     log.info(
         "renewal refused",
         step="renewal.request",
@@ -97,47 +99,137 @@ def _report_refused(refused: handlers.NotRenewable, source: Source, relay: Outbo
         _report_disagreement(refused.renewal_id, refused.ehr, refused.refusal)
 
 
-async def on_renewal_request(
-    body: RenewalRequest,
-    message: KafkaMessage,
-    sessions: Annotated[Sessions, Context("sessions")],
-    flags: Annotated[Flags, Context("flags")],
-    relay: Annotated[OutboxRelay, Context("relay")],
-) -> None:
-    """A request from the ingress topic, handled as over HTTP. A refusal (the renewal flow off for
-    the Veteran, or not renewable) sends nothing to SM: it is saved and published as ``renewal
-    refused`` for the journey service; look it up by the record's Idempotency-Key header (or by the
-    renewal id logged with "renewal refused"). A redelivered request finds its open renewal and
-    stages nothing new; a redelivered refusal is saved again unless the record has an
-    Idempotency-Key. A record over ``INGRESS_RECORD_MAX_BYTES`` is dead-lettered unread
-    (``bounded``), as is a request whose event Kafka could never take."""
-    annotate("renewal.request")
-    key = _header(message.headers, IDEMPOTENCY_KEY)
+@dataclass(frozen=True)
+class Intake:
+    """What the intake's entrypoints work with, bound once when the app is made."""
+
+    sessions: Sessions
+    flags: Flags
+    relay: OutboxRelay
+    tracing: TracerProvider
+    settlement: Settlement
+    """How a record of the ingress that cannot be taken is settled (dead-lettered)."""
+
+    async def take(
+        self, asks: Sequence[handlers.Ask], within: Within
+    ) -> Sequence[handlers.Outcome]:
+        """Requests of one moment in one transaction; their events published right after it (in a
+        task of their own: the relay's sweep publishes what this does not)."""
+        intakes = await handlers.request_renewals(
+            asks, self.sessions, self.flags, datetime.now(UTC).date(), within
+        )
+        self.relay.publish_soon(intakes.staged)
+        return intakes.outcomes
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """A request read from the ingress topic, with the record's Idempotency-Key header."""
+
+    request: RenewalRequest
+    idempotency_key: str | None
+
+
+RENEWAL_REQUEST: TypeAdapter[RenewalRequest] = TypeAdapter(RenewalRequest)
+
+
+def read_ingress(record: ConsumerRecord) -> Ingress:
+    """A record of the ingress topic: over ``INGRESS_RECORD_MAX_BYTES`` it is refused unread, as
+    is an Idempotency-Key header over ``MAX_KEY_LENGTH`` characters (both dead-lettered)."""
+    value = record.value or b""
+    if len(value) > INGRESS_RECORD_MAX_BYTES:
+        raise PermanentError(_too_large(len(value)))
+    headers = {name: raw.decode("utf-8", "replace") for name, raw in record.headers or ()}
+    key = _header(headers, IDEMPOTENCY_KEY)
     if key is not None and len(key) > MAX_KEY_LENGTH:
         raise PermanentError(
             f"the Idempotency-Key header is longer than {MAX_KEY_LENGTH} characters"
         )
-    try:
-        accepted = await handlers.request_renewal(
-            body,
-            sessions,
-            flags,
-            source="kafka",
-            idempotency_key=key,
-            trace_id=current_trace_id(),
-            today=datetime.now(UTC).date(),
-        )
-    except handlers.NotRenewable as refused:
-        _report_refused(refused, "kafka", relay)
-        return
-    except handlers.IdempotencyKeyReused as error:
-        raise PermanentError(
+    return Ingress(RENEWAL_REQUEST.validate_json(value), key)
+
+
+def _ingress_outcome(outcome: handlers.Outcome) -> handlers.Outcome | PermanentError:
+    """A request of the ingress that can never be taken is dead-lettered (its record alone)."""
+    if isinstance(outcome, handlers.IdempotencyKeyReused):
+        return PermanentError(
             "the Idempotency-Key was already used for another Veteran or prescription"
-        ) from error
-    except EventTooLarge as error:
-        raise PermanentError(f"{EVENT_TOO_LARGE}: {error}") from error
-    relay.notify()
-    _report_accepted(accepted, "kafka")
+        )
+    if isinstance(outcome, EventTooLarge):
+        return PermanentError(f"{EVENT_TOO_LARGE}: {outcome}")
+    return outcome
+
+
+def _report_ingress(_: Ingress, outcome: handlers.Outcome | PermanentError | None) -> None:
+    if isinstance(outcome, handlers.Accepted):
+        _report_accepted(outcome, "kafka")
+    elif isinstance(outcome, handlers.NotRenewable):
+        _report_refused(outcome, "kafka")
+
+
+def ingress(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
+    """The ingress topic's batch subscriber: a batch of requests in one transaction (and one
+    commit of offsets), each record with its own span and fate (plumbing.batches)."""
+
+    async def process(
+        items: Sequence[Ingress], within: Within
+    ) -> Sequence[handlers.Outcome | PermanentError]:
+        asks = []
+        for index, item in enumerate(items):
+            with within(index):
+                annotate("renewal.request")
+                asks.append(
+                    handlers.Ask(item.request, "kafka", item.idempotency_key, current_trace_id())
+                )
+        return [_ingress_outcome(outcome) for outcome in await intake.take(asks, within)]
+
+    async def process_one(item: Ingress) -> handlers.Outcome | PermanentError:
+        [outcome] = await process([item], alone)
+        if isinstance(outcome, PermanentError):
+            raise outcome
+        return outcome
+
+    batch: Batch[Ingress, handlers.Outcome | PermanentError] = Batch(
+        TypeAdapter(Ingress),
+        "renewal.request",
+        intake.tracing,
+        intake.settlement,
+        process=process,
+        process_one=process_one,
+        report=_report_ingress,
+        read=read_ingress,
+    )
+
+    async def on_renewal_requests(message: KafkaMessage) -> None:
+        """A batch of renewal requests from the ingress topic (see ``on_renewal_request``)."""
+        await batch.consume(message.raw_message)
+
+    return on_renewal_requests
+
+
+def on_renewal_request(intake: Intake) -> Callable[..., Awaitable[None]]:
+    """The subscriber of the ingress's retry topic, a record at a time."""
+
+    async def on_renewal_request(body: RenewalRequest, message: KafkaMessage) -> None:
+        """A request from the ingress topic, handled as over HTTP. A refusal (the renewal flow off
+        for the Veteran, or not renewable) sends nothing to SM: it is saved and published as
+        ``renewal refused`` for the journey service; look it up by the record's Idempotency-Key
+        header (or by the renewal id logged with "renewal refused"). A redelivered request finds
+        its open renewal and stages nothing new; a redelivered refusal is saved again unless the
+        record has an Idempotency-Key. A record over ``INGRESS_RECORD_MAX_BYTES`` is dead-lettered
+        unread (``bounded``), as is a request whose event Kafka could never take."""
+        annotate("renewal.request")
+        key = _header(message.headers, IDEMPOTENCY_KEY)
+        if key is not None and len(key) > MAX_KEY_LENGTH:
+            raise PermanentError(
+                f"the Idempotency-Key header is longer than {MAX_KEY_LENGTH} characters"
+            )
+        [outcome] = await intake.take([handlers.Ask(body, "kafka", key, current_trace_id())], alone)
+        settled = _ingress_outcome(outcome)
+        if isinstance(settled, PermanentError):
+            raise settled
+        _report_ingress(Ingress(body, key), settled)
+
+    return on_renewal_request
 
 
 INGRESS_RECORD_MAX_BYTES = 512 * 1024
@@ -148,15 +240,19 @@ RECORD_TOO_LARGE = "record_too_large"
 EVENT_TOO_LARGE = "event_too_large"
 
 
+def _too_large(size: int) -> str:
+    return (
+        f"{RECORD_TOO_LARGE}: the record is {size} bytes; the ingress takes at most "
+        f"{INGRESS_RECORD_MAX_BYTES}"
+    )
+
+
 async def bounded(message: StreamMessage[Any], decode: Callable[..., Awaitable[Any]]) -> Any:
     """The ingress's decoder: a record over ``INGRESS_RECORD_MAX_BYTES`` is refused before it is
     parsed (dead-lettered with the reason), whatever it holds."""
     size = len(message.body)
     if size > INGRESS_RECORD_MAX_BYTES:
-        raise PermanentError(
-            f"{RECORD_TOO_LARGE}: the record is {size} bytes; the ingress takes at most "
-            f"{INGRESS_RECORD_MAX_BYTES}"
-        )
+        raise PermanentError(_too_large(size))
     return await decode(message)
 
 
@@ -165,29 +261,55 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
     return str(value) if value else None
 
 
-async def on_renewal_closed(
-    event: RenewalClosed, sessions: Annotated[Sessions, Context("sessions")]
-) -> None:
-    """The journey service says a renewal closed: its prescription may be requested anew."""
-    annotate("renewal.closed", renewal_id=event.renewal_id)
-    if await handlers.close_renewal(event, sessions):
-        log.info(
-            "renewal closed",
-            step="renewal.closed",
-            renewal_id=str(event.renewal_id),
-            status=event.status,
-        )
+def on_renewal_closed(sessions: Sessions) -> Callable[[RenewalClosed], Awaitable[None]]:
+    async def on_renewal_closed(event: RenewalClosed) -> None:
+        """The journey service says a renewal closed: its prescription may be requested anew."""
+        annotate("renewal.closed", renewal_id=event.renewal_id)
+        if await handlers.close_renewal(event, sessions):
+            log.info(
+                "renewal closed",
+                step="renewal.closed",
+                renewal_id=str(event.renewal_id),
+                status=event.status,
+            )
+
+    return on_renewal_closed
 
 
-def subscribers() -> KafkaRouter:
-    """The service's Kafka subscribers, for one broker: the ingress's (its records bounded), and
-    the journey service's closings."""
+def subscribers(intake: Intake | None = None) -> KafkaRouter:
+    """The service's Kafka subscribers, for one broker, with what they work with bound once
+    (without it, for listing the topics only): the ingress's in batches (its retry topic's records
+    bounded), and the journey service's closings."""
     router = KafkaRouter()
-    ingress = KafkaRouter(decoder=bounded)
-    subscribe(ingress, topics.RENEWAL_REQUESTS, on_renewal_request, IDENTITY)
-    router.include_router(ingress)
-    subscribe(router, topics.RENEWALS_CLOSED, on_renewal_closed, IDENTITY, group=CLOSED_GROUP)
+    ingress_router = KafkaRouter(decoder=bounded)
+    bound = intake if intake is not None else _unbound()
+    subscribe(
+        ingress_router,
+        topics.RENEWAL_REQUESTS,
+        on_renewal_request(bound),
+        IDENTITY,
+        batch_handler=ingress(bound),
+    )
+    router.include_router(ingress_router)
+    subscribe(
+        router,
+        topics.RENEWALS_CLOSED,
+        on_renewal_closed(bound.sessions),
+        IDENTITY,
+        group=CLOSED_GROUP,
+    )
     return router
+
+
+def _unbound() -> Intake:
+    """An intake that cannot work: the subscribers' topics and groups only (docs, tools)."""
+    return Intake(
+        cast(Sessions, None),
+        cast(Flags, None),
+        cast(OutboxRelay, None),
+        TracerProvider(),
+        cast(Settlement, None),
+    )
 
 
 async def sweep_stalls(
@@ -258,7 +380,8 @@ async def drain_outbox(relay: OutboxRelay) -> None:
     """On shutdown, publish what is staged while the producer is still open; what Kafka refuses
     stays staged and is published after the next start."""
     try:
-        while await relay.relay_once():
+        await relay.flush()
+        while await relay.relay_once(everything=True):
             pass
     except Exception:
         log.exception("outbox not drained", step="renewal.request")
@@ -331,9 +454,9 @@ def flags_of(request: Request) -> Flags:
     return flags
 
 
-def relay_of(request: Request) -> OutboxRelay:
-    relay: OutboxRelay = request.app.state.relay
-    return relay
+def group_of(request: Request) -> Group[handlers.Ask, handlers.Outcome]:
+    group: Group[handlers.Ask, handlers.Outcome] = request.app.state.intake
+    return group
 
 
 SessionsDep = Annotated[Sessions, Depends(sessions_of)]
@@ -391,8 +514,7 @@ async def post_renewal(
     body: RenewalRequest,
     _: MedicationsApp,
     sessions: SessionsDep,
-    flags: Annotated[Flags, Depends(flags_of)],
-    relay: Annotated[OutboxRelay, Depends(relay_of)],
+    intake: Annotated[Group[handlers.Ask, handlers.Outcome], Depends(group_of)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -406,43 +528,36 @@ async def post_renewal(
     """Ask to renew a prescription (the Medications app, with its service token): 202 with the
     renewal id once the renewal and its event are saved; the event reaches Kafka within moments. The
     same request again (same Idempotency-Key, or while the prescription's renewal is open) answers
-    the same renewal id and publishes nothing new."""
+    the same renewal id and publishes nothing new. Requests of the same moment share one
+    transaction (group commit); each is answered once it is committed."""
     annotate("renewal.request")
-    try:
-        accepted = await handlers.request_renewal(
-            body,
-            sessions,
-            flags,
-            source="http",
-            idempotency_key=idempotency_key,
-            trace_id=current_trace_id(),
-            today=datetime.now(UTC).date(),
-        )
-    except handlers.NotRenewable as refused:
-        _report_refused(refused, "http", relay)
-        refusal = refused.refusal
+    outcome = await intake(handlers.Ask(body, "http", idempotency_key, current_trace_id()))
+    if isinstance(outcome, handlers.NotRenewable):
+        _report_refused(outcome, "http")
+        refusal = outcome.refusal
         return _problem(
-            REFUSAL_STATUS.get(refusal, 422), refusal.value, refusal.message, refused.renewal_id
+            REFUSAL_STATUS.get(refusal, 422), refusal.value, refusal.message, outcome.renewal_id
         )
-    except handlers.IdempotencyKeyReused:
+    if isinstance(outcome, handlers.IdempotencyKeyReused):
         return _problem(
             422,
             "idempotency_key_reused",
             "This Idempotency-Key was already used for another prescription; send a new key.",
         )
-    except EventTooLarge as error:
+    if isinstance(outcome, EventTooLarge):
         record_failure(EVENT_TOO_LARGE, Tool.MEDS, code=EVENT_TOO_LARGE)
-        log.warning("renewal request too large for Kafka", step="renewal.request", size=error.size)
+        log.warning(
+            "renewal request too large for Kafka", step="renewal.request", size=outcome.size
+        )
         return _problem(
             413,
             EVENT_TOO_LARGE,
-            f"This request's event would be {error.size} bytes, over the {error.limit} Kafka "
+            f"This request's event would be {outcome.size} bytes, over the {outcome.limit} Kafka "
             "takes: nothing was saved. Send the prescription with fewer or shorter fields.",
         )
-    relay.notify()
-    _report_accepted(accepted, "http")
+    _report_accepted(outcome, "http")
     return RenewalAccepted(
-        renewal_id=accepted.renewal_id, trace_id=current_trace_id(), status=accepted.status
+        renewal_id=outcome.renewal_id, trace_id=current_trace_id(), status=outcome.status
     )
 
 

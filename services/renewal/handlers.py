@@ -22,14 +22,17 @@ meds in the same transaction: it is no longer open, and the journey service is t
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID, uuid4
 
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from plumbing.batches import Within, alone
 from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
-from plumbing.outbox import SetAside, stage
+from plumbing.outbox import EventTooLarge, SetAside, outbox_record, stage, stage_all
 from schemas.events import RenewalClosed, RenewalRefused, RenewalRequested
 from schemas.records import RenewalRequest
 from schemas.vocabulary import Cohort, Ehr, Tool
@@ -124,6 +127,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One renewal request as it came in: over HTTP or from the ingress topic."""
+
+    request: RenewalRequest
+    source: Source
+    idempotency_key: str | None
+    trace_id: str | None
+
+
+Outcome = Accepted | NotRenewable | IdempotencyKeyReused | EventTooLarge
+"""What became of one request of a batch: accepted (new or a repeat), or why not (as a value; the
+caller raises or reports it)."""
+
+
+@dataclass(frozen=True)
+class Intakes:
+    """A batch's outcomes, one per request in order, and the outbox rows its transaction wrote
+    (published right after it by the caller: ``OutboxRelay.publish``)."""
+
+    outcomes: list[Outcome]
+    staged: list[dict[str, Any]]
+
+
 async def request_renewal(
     request: RenewalRequest,
     sessions: Sessions,
@@ -136,86 +163,198 @@ async def request_renewal(
 ) -> Accepted:
     """Accept a renewal once, with its ``renewal requested`` event staged for Kafka; save the refusal
     of a request the flag or the eligibility rules refuse, with its ``renewal refused`` staged, and
-    raise it."""
-    verdict = domain.check_renewal(request, today)
-    row, intake = await _find_or_add(
-        request, verdict, sessions, flags, source, idempotency_key, trace_id
+    raise it (as ``request_renewals`` for a batch of one)."""
+    intakes = await request_renewals(
+        [Ask(request, source, idempotency_key, trace_id)], sessions, flags, today
     )
+    [outcome] = intakes.outcomes
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+INTEGRITY_RETRIES = 3
+"""How often a batch is run again after an identical request committed first (found then)."""
+
+
+async def request_renewals(
+    asks: Sequence[Ask],
+    sessions: Sessions,
+    flags: Flags,
+    today: date,
+    within: Within = alone,
+) -> Intakes:
+    """Requests of one moment (an ingress batch, HTTP requests grouped) in one transaction of plain
+    SQL: each repeat (same Idempotency-Key, or an open renewal of the prescription, in the database
+    or earlier in the batch) finds its renewal and stages nothing; each new request saves its
+    renewal or refusal with its event staged in the outbox (in ``within(i)``, so the event carries
+    the i-th request's trace). A request whose event Kafka could never take is refused before
+    anything of it is saved (``EventTooLarge``), one reusing another request's Idempotency-Key
+    too; the rest of the batch is not held up by either. An identical request committed by
+    another transaction first (``IntegrityError``) has the batch run again, and found."""
+    verdicts = [domain.check_renewal(ask.request, today) for ask in asks]
+    engine: AsyncEngine = sessions.kw["bind"]
+    for attempt in range(INTEGRITY_RETRIES + 1):
+        try:
+            async with engine.begin() as connection:
+                intakes: Intakes = await connection.run_sync(
+                    lambda sync: _intake_batch(sync, asks, verdicts, flags, within)
+                )
+                return intakes
+        except IntegrityError:
+            if attempt == INTEGRITY_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A renewal row as the batch reads or writes it."""
+
+    id: str
+    veteran_id: str
+    prescription_id: str
+    ehr: str
+    cohort: str
+    idempotency_key: str | None
+    open_key: str | None
+    refusal: str | None
+    status: str
+    stalled_at: datetime | None
+    new: bool
+
+
+RENEWALS = RenewalRow.__table__
+FOUND_COLUMNS = [RENEWALS.c[name] for name in _Found.__dataclass_fields__ if name != "new"]
+
+
+def _intake_batch(
+    connection: Connection,
+    asks: Sequence[Ask],
+    verdicts: Sequence[Eligibility],
+    flags: Flags,
+    within: Within,
+) -> Intakes:
+    keys = {ask.idempotency_key for ask in asks if ask.idempotency_key is not None}
+    open_keys = {
+        ledger.open_key(ask.request.veteranId, ask.request.prescription.prescriptionId)
+        for ask, verdict in zip(asks, verdicts, strict=True)
+        if verdict.renewable
+    }
+    by_key = _read(connection, RENEWALS.c.idempotency_key, keys)
+    by_open = _read(connection, RENEWALS.c.open_key, open_keys)
+    found: list[_Found | Outcome | tuple[_Found, Intake]] = []
+    rows: list[dict[str, Any]] = []
+    staged: list[dict[str, Any]] = []
+    for index, (ask, verdict) in enumerate(zip(asks, verdicts, strict=True)):
+        request, key = ask.request, ask.idempotency_key
+        same = (request.veteranId, request.prescription.prescriptionId)
+        existing = by_key.get(key) if key is not None else None
+        if existing is not None and (existing.veteran_id, existing.prescription_id) != same:
+            found.append(IdempotencyKeyReused())
+            continue
+        if existing is None and verdict.renewable:
+            existing = by_open.get(ledger.open_key(*same))
+        if existing is not None:
+            found.append(existing)
+            continue
+        intake = Intake(
+            verdict,
+            flags.is_on(RENEWAL_FLOW, request.veteranId),
+            Cohort(flags.cohort(request.veteranId)),
+            flags.is_on(RENEWAL_FLOW_FOR[verdict.ehr], request.veteranId),
+        )
+        row = _new_renewal(request, intake, ask.source, key, ask.trace_id)
+        refusal = intake.refusal
+        event = (
+            _refused(row, request, refusal)
+            if refusal is not None
+            else _requested(row, request, intake)
+        )
+        try:
+            with within(index):
+                staged.append(outbox_record(event))
+        except EventTooLarge as error:
+            found.append(error)
+            continue
+        rows.append(row)
+        made = _found(row, new=True)
+        if key is not None:
+            by_key[key] = made
+        if made.open_key is not None:
+            by_open[made.open_key] = made
+        found.append((made, intake))
+    if rows:
+        connection.execute(insert(RenewalRow), rows)
+        stage_all(connection, staged)
+    pending = [f.id for f in found if isinstance(f, _Found) and f.status == ACCEPTED]
+    deliveries = ledger.deliveries(connection, pending)
+    return Intakes([_outcome(f, deliveries) for f in found], staged)
+
+
+ACCEPTED = IntakeStatus.ACCEPTED.value
+
+
+def _read(connection: Connection, column: Any, values: set[str]) -> dict[str, _Found]:
+    if not values:
+        return {}
+    result = connection.execute(select(*FOUND_COLUMNS).where(column.in_(values)))
+    return {getattr(row, column.name): _Found(**row._asdict(), new=False) for row in result}
+
+
+def _found(row: dict[str, Any], *, new: bool) -> _Found:
+    return _Found(
+        **{name: row[name] for name in _Found.__dataclass_fields__ if name != "new"}, new=new
+    )
+
+
+def _outcome(
+    found: _Found | Outcome | tuple[_Found, Intake], deliveries: dict[str, ledger.Delivery]
+) -> Outcome:
+    if isinstance(found, tuple):
+        row, intake = found
+        return _answer(row, intake, IntakeStatus.ACCEPTED)
+    if not isinstance(found, _Found):
+        return found
+    return _answer(found, None, _status_found(found, deliveries))
+
+
+def _answer(row: _Found, intake: Intake | None, status: IntakeStatus) -> Outcome:
+    disagrees = intake is not None and intake.upstream_disagrees
     if row.refusal is not None:
-        raise NotRenewable(
+        return NotRenewable(
             UUID(row.id),
             Refusal(row.refusal),
             Ehr(row.ehr),
             Cohort(row.cohort),
             duplicate=intake is None,
-            upstream_disagrees=intake is not None and intake.upstream_disagrees,
+            upstream_disagrees=disagrees,
         )
-    status = IntakeStatus.ACCEPTED if intake is not None else await _status_of(sessions, row)
     return Accepted(
         UUID(row.id),
         Ehr(row.ehr),
         Cohort(row.cohort),
         status,
         duplicate=intake is None,
-        upstream_disagrees=intake is not None and intake.upstream_disagrees,
+        upstream_disagrees=disagrees,
     )
 
 
-async def _find_or_add(
-    request: RenewalRequest,
-    verdict: Eligibility,
-    sessions: Sessions,
-    flags: Flags,
-    source: Source,
-    idempotency_key: str | None,
-    trace_id: str | None,
-) -> tuple[RenewalRow, Intake | None]:
-    """The committed renewal this request repeats (and None), or a new one (and its intake)."""
-    try:
-        async with sessions.begin() as session:
-            existing = await _existing(session, request, verdict, idempotency_key)
-            if existing is not None:
-                return existing, None
-            intake = Intake(
-                verdict,
-                flags.is_on(RENEWAL_FLOW, request.veteranId),
-                Cohort(flags.cohort(request.veteranId)),
-                flags.is_on(RENEWAL_FLOW_FOR[verdict.ehr], request.veteranId),
-            )
-            row = _new_renewal(request, intake, source, idempotency_key, trace_id)
-            session.add(row)
-            refusal = intake.refusal
-            if refusal is not None:
-                stage(session, _refused(row, request, refusal))
-            else:
-                stage(session, _requested(row, request, intake))
-        return row, intake
-    except IntegrityError:  # an identical request committed first
-        async with sessions.begin() as session:
-            existing = await _existing(session, request, verdict, idempotency_key)
-        if existing is None:
-            raise
-        return existing, None
-
-
-async def _existing(
-    session: AsyncSession, request: RenewalRequest, verdict: Eligibility, key: str | None
-) -> RenewalRow | None:
-    if key is not None:
-        row = await ledger.by_idempotency_key(session, key)
-        if row is not None:
-            same = (row.veteran_id, row.prescription_id) == (
-                request.veteranId,
-                request.prescription.prescriptionId,
-            )
-            if not same:
-                raise IdempotencyKeyReused()
-            return row
-    if not verdict.renewable:
-        return None
-    return await ledger.open_renewal(
-        session, ledger.open_key(request.veteranId, request.prescription.prescriptionId)
-    )
+def _status_found(row: _Found, deliveries: dict[str, ledger.Delivery]) -> IntakeStatus:
+    """``_status`` of a row the batch found (its delivery read with the batch's)."""
+    if row.status not in INTAKE_STATUSES:
+        return IntakeStatus.REQUESTED
+    if row.status != ACCEPTED:
+        return IntakeStatus(row.status)
+    if row.new:
+        return IntakeStatus.ACCEPTED
+    match deliveries.get(row.id, "published"):
+        case "pending":
+            return IntakeStatus.STALLED if row.stalled_at is not None else IntakeStatus.ACCEPTED
+        case "set_aside":
+            return IntakeStatus.FAILED
+        case _:
+            return IntakeStatus.REQUESTED
 
 
 def _new_renewal(
@@ -224,64 +363,63 @@ def _new_renewal(
     source: Source,
     idempotency_key: str | None,
     trace_id: str | None,
-) -> RenewalRow:
+) -> dict[str, Any]:
     now = _now()
     refusal = intake.refusal
-    return RenewalRow(
-        id=str(uuid4()),
-        veteran_id=request.veteranId,
-        prescription_id=request.prescription.prescriptionId,
-        ehr=intake.eligibility.ehr.value,
-        cohort=intake.cohort.value,
-        source=source,
-        idempotency_key=idempotency_key,
-        open_key=None
+    return {
+        "id": str(uuid4()),
+        "veteran_id": request.veteranId,
+        "prescription_id": request.prescription.prescriptionId,
+        "ehr": intake.eligibility.ehr.value,
+        "cohort": intake.cohort.value,
+        "source": source,
+        "idempotency_key": idempotency_key,
+        "open_key": None
         if refusal
         else ledger.open_key(request.veteranId, request.prescription.prescriptionId),
-        refusal=refusal.value if refusal else None,
-        trace_id=trace_id,
-        status=(IntakeStatus.REFUSED if refusal else IntakeStatus.ACCEPTED).value,
-        status_since=now,
-        created_at=now,
-    )
+        "refusal": refusal.value if refusal else None,
+        "failure": None,
+        "trace_id": trace_id,
+        "status": (IntakeStatus.REFUSED if refusal else IntakeStatus.ACCEPTED).value,
+        "status_since": now,
+        "created_at": now,
+        "stalled_at": None,
+        "stalled_step": None,
+        "stalled_tool": None,
+    }
 
 
-def _requested(row: RenewalRow, request: RenewalRequest, intake: Intake) -> RenewalRequested:
+def _requested(row: dict[str, Any], request: RenewalRequest, intake: Intake) -> RenewalRequested:
     facilities = request.facilities
     return RenewalRequested(
-        renewal_id=UUID(row.id),
-        occurred_at=row.created_at,
+        renewal_id=UUID(row["id"]),
+        occurred_at=row["created_at"],
         cohort=intake.cohort,
         veteran_id=request.veteranId,
         ehr=intake.eligibility.ehr,
         prescription=request.prescription,
         oh_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.ORACLE_HEALTH],
         vista_stations=[f.stationNumber for f in facilities if f.ehr is Ehr.VISTA],
-        source="kafka" if row.source == "kafka" else "http",
-        idempotency_key=row.idempotency_key,
+        source="kafka" if row["source"] == "kafka" else "http",
+        idempotency_key=row["idempotency_key"],
     )
 
 
-def _refused(row: RenewalRow, request: RenewalRequest, refusal: Refusal) -> RenewalRefused:
+def _refused(row: dict[str, Any], request: RenewalRequest, refusal: Refusal) -> RenewalRefused:
     """The refusal for the journey service: its code, never the prescription."""
     return RenewalRefused(
-        renewal_id=UUID(row.id),
-        occurred_at=row.created_at,
-        cohort=Cohort(row.cohort),
+        renewal_id=UUID(row["id"]),
+        occurred_at=row["created_at"],
+        cohort=Cohort(row["cohort"]),
         veteran_id=request.veteranId,
-        ehr=Ehr(row.ehr),
+        ehr=Ehr(row["ehr"]),
         code=refusal.value,
-        source="kafka" if row.source == "kafka" else "http",
-        idempotency_key=row.idempotency_key,
+        source="kafka" if row["source"] == "kafka" else "http",
+        idempotency_key=row["idempotency_key"],
     )
 
 
 INTAKE_STATUSES = frozenset(status.value for status in IntakeStatus)
-
-
-async def _status_of(sessions: Sessions, row: RenewalRow) -> IntakeStatus:
-    async with sessions() as session:
-        return await _status(session, row)
 
 
 async def _status(session: AsyncSession, row: RenewalRow) -> IntakeStatus:

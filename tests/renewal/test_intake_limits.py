@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from plumbing.database import create_tables, make_engine, session_factory
 from plumbing.deadletter import PermanentError
 from plumbing.metrics import ServiceMetrics
-from plumbing.outbox import EventTooLarge, OutboxBase, OutboxRelay, OutboxRow, stage
+from plumbing.outbox import EventTooLarge, OutboxBase, OutboxRelay, OutboxRow, outbox_record
 from schemas import topics
 from schemas.events import RenewalRefused
 from services.renewal import handlers
@@ -109,7 +109,7 @@ async def test_a_request_whose_event_kafka_could_never_take_is_refused_before_it
 ) -> None:
     """The field limits keep every real request's event far below Kafka's limit
     (tests/test_record_limits.py); the guard stands behind them: here with a limit of 1,500 bytes."""
-    monkeypatch.setattr(handlers, "stage", partial(stage, max_bytes=1_500))
+    monkeypatch.setattr(handlers, "outbox_record", partial(outbox_record, max_bytes=1_500))
 
     with pytest.raises(EventTooLarge):
         await request(sessions, renewal_request(sig="x" * 1_500), "key-1")

@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -115,6 +116,26 @@ async def delivery(session: AsyncSession, renewal_id: str) -> Delivery:
     if refused_reason is not None:
         return "set_aside"
     return "pending" if published_at is None else "published"
+
+
+def deliveries(connection: Connection, renewal_ids: Sequence[str]) -> dict[str, Delivery]:
+    """``delivery`` of each of the renewals, in one query (plain SQL, for a batch)."""
+    if not renewal_ids:
+        return {}
+    found = connection.execute(
+        select(OutboxRow.key, OutboxRow.published_at, OutboxRow.refused_reason).where(
+            OutboxRow.topic == topics.RENEWAL_REQUESTED,
+            OutboxRow.key.in_([renewal_id.encode() for renewal_id in renewal_ids]),
+        )
+    )
+    return {
+        key.decode(): "set_aside"
+        if refused is not None
+        else "pending"
+        if published_at is None
+        else "published"
+        for key, published_at, refused in found
+    }
 
 
 async def unpublished_since_before(

@@ -9,6 +9,7 @@ from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
+from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.flags import FeatureFlags
 from plumbing.http import Resources, service_app
 from plumbing.logs import configure_logging
@@ -21,7 +22,7 @@ from services.careteam.adapters.directory import BoundedDirectory, CareTeamDirec
 from services.careteam.adapters.flags import FlagsOhPilot
 from services.careteam.adapters.sm_api import SmApiDirectory, directory_client
 from services.careteam.config import IDENTITY, CareTeamSettings
-from services.careteam.entrypoints import http, subscribers
+from services.careteam.entrypoints import Bound, http, subscribers
 from services.careteam.handlers import Dependencies
 
 
@@ -65,7 +66,6 @@ def create_app(
     configure_logging(IDENTITY, config.log_level)
     tracing = tracer_provider(IDENTITY, config.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, config, tracing)
-    broker.include_router(subscribers())
     directory, client = directory_of(config)
     flags = FeatureFlags(config.flags_file)
     deps = Dependencies(
@@ -76,6 +76,10 @@ def create_app(
     metrics = ServiceMetrics(IDENTITY)
     broker.context.set_global("careteam", deps)
     broker.context.set_global("metrics", metrics)
+    settlement = Settlement(
+        IDENTITY, broker.context.get(RETRY_POLICY), IDENTITY.consumer_group, broker, metrics
+    )
+    broker.include_router(subscribers(Bound(deps, metrics, tracing, settlement)))
     app = service_app(
         IDENTITY,
         config,

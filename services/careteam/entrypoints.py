@@ -1,17 +1,21 @@
 """How requests reach the care-team service: renewals from Kafka, the SM front end over HTTP."""
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from faststream import Context
-from faststream.kafka import KafkaRouter
-from pydantic import AliasGenerator, BaseModel, ConfigDict
+from faststream.kafka import KafkaMessage, KafkaRouter
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import AliasGenerator, BaseModel, ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from plumbing.auth import VeteranId
+from plumbing.batches import Batch
 from plumbing.broker import subscribe
+from plumbing.deadletter import Settlement
 from plumbing.http import API_ERRORS, Problem, problem
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
@@ -32,14 +36,54 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-async def on_renewal_requested(
-    event: RenewalRequested,
-    deps: Annotated[Dependencies, Context("careteam")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-) -> None:
-    annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
-    outcome = await handlers.resolve_for_renewal(event, deps, _today())
-    _report(outcome, event, metrics)
+@dataclass(frozen=True)
+class Bound:
+    """What the care-team subscribers work with, bound once when the app is made."""
+
+    deps: Dependencies
+    metrics: ServiceMetrics
+    tracing: TracerProvider
+    settlement: Settlement
+
+
+RENEWAL_REQUESTED: TypeAdapter[RenewalRequested] = TypeAdapter(RenewalRequested)
+
+
+def on_renewal_requested(bound: Bound) -> Callable[[RenewalRequested], Awaitable[None]]:
+    async def on_renewal_requested(event: RenewalRequested) -> None:
+        """A renewal's care teams, alone (the records of the retry topic)."""
+        annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
+        outcome = await handlers.resolve_for_renewal(event, bound.deps, _today())
+        _report(outcome, event, bound.metrics)
+
+    return on_renewal_requested
+
+
+def on_renewal_requests(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
+    """A batch of renewals: their care teams resolved and published together, and one commit of
+    offsets; each record keeps its own span and fate (plumbing.batches)."""
+
+    def report(event: RenewalRequested, outcome: handlers.Outcome | None) -> None:
+        annotate("careteam.resolve", renewal_id=event.renewal_id, ehr=event.ehr)
+        if outcome is not None:
+            _report(outcome, event, bound.metrics)
+
+    batch: Batch[RenewalRequested, handlers.Outcome] = Batch(
+        RENEWAL_REQUESTED,
+        "careteam.resolve",
+        bound.tracing,
+        bound.settlement,
+        process=lambda events, within: handlers.resolve_for_renewals(
+            events, bound.deps, _today(), within
+        ),
+        process_one=lambda event: handlers.resolve_for_renewal(event, bound.deps, _today()),
+        report=report,
+    )
+
+    async def on_renewal_requests(message: KafkaMessage) -> None:
+        await batch.consume(message.raw_message)
+
+    return on_renewal_requests
 
 
 def _report(outcome: handlers.Outcome, event: RenewalRequested, metrics: ServiceMetrics) -> None:
@@ -70,10 +114,23 @@ def _report(outcome: handlers.Outcome, event: RenewalRequested, metrics: Service
     )
 
 
-def subscribers() -> KafkaRouter:
-    """The service's Kafka subscribers, for one broker."""
+def subscribers(bound: Bound | None = None) -> KafkaRouter:
+    """The service's Kafka subscribers, for one broker, with what they work with bound once
+    (without it, for listing the topics only)."""
+    bound = bound or Bound(
+        cast(Dependencies, None),
+        cast(ServiceMetrics, None),
+        TracerProvider(),
+        cast(Settlement, None),
+    )
     router = KafkaRouter()
-    subscribe(router, topics.RENEWAL_REQUESTED, on_renewal_requested, IDENTITY)
+    subscribe(
+        router,
+        topics.RENEWAL_REQUESTED,
+        on_renewal_requested(bound),
+        IDENTITY,
+        batch_handler=on_renewal_requests(bound),
+    )
     return router
 
 

@@ -1,9 +1,12 @@
 """Use cases of the care-team service: resolve a renewal's care teams, list a Veteran's options."""
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from uuid import UUID, uuid5
 
+from plumbing.batches import Within
 from plumbing.logs import get_logger
 from plumbing.publishing import Publish
 from schemas.events import CareTeamsResolved, CareTeamUnavailable, RenewalRequested
@@ -35,7 +38,31 @@ def outcome_id(event: RenewalRequested) -> UUID:
 
 
 async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today: date) -> Outcome:
-    """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none.
+    """Publish the Veteran's care teams for the renewal and a suggested team, or why there are none
+    (``resolve``)."""
+    outcome = await resolve(event, deps, today)
+    await deps.publish(outcome)
+    return outcome
+
+
+async def resolve_for_renewals(
+    events: Sequence[RenewalRequested], deps: Dependencies, today: date, within: Within
+) -> list[Outcome]:
+    """``resolve_for_renewal`` for a batch: the directory asked and the outcomes published
+    together, the i-th in ``within(i)`` (its record's span current); returns once Kafka
+    acknowledged every outcome, and fails if any failed (the batch is then taken one by one)."""
+
+    async def one(index: int, event: RenewalRequested) -> Outcome:
+        with within(index):
+            outcome = await resolve(event, deps, today)
+            await deps.publish(outcome)
+            return outcome
+
+    return list(await asyncio.gather(*(one(i, event) for i, event in enumerate(events))))
+
+
+async def resolve(event: RenewalRequested, deps: Dependencies, today: date) -> Outcome:
+    """The Veteran's care teams for the renewal and a suggested team, or why there are none.
 
     The OH pilot is evaluated once per renewal, here: the candidates published are the renewal's for
     good, so a later flag change never takes a team from a renewal already resolved. The outcome carries
@@ -75,7 +102,6 @@ async def resolve_for_renewal(event: RenewalRequested, deps: Dependencies, today
             recent_teams=options.recent_teams,
             blocked_facilities=options.blocked_facilities,
         )
-    await deps.publish(outcome)
     return outcome
 
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from plumbing.broker import make_broker
 from plumbing.database import make_engine, session_factory
+from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
@@ -21,7 +22,15 @@ from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.journey.adapters.ledger import prune_finished
-from services.journey.entrypoints import IDENTITY, drain_outbox, http, subscribers, sweep_stalls
+from services.journey.entrypoints import (
+    IDENTITY,
+    Bound,
+    drain_outbox,
+    http,
+    subscribers,
+    sweep_stalls,
+)
+from services.journey.handlers import JOURNEY_GROUP
 
 
 class JourneySettings(ServiceSettings):
@@ -44,7 +53,6 @@ def create_app(
     configure_logging(IDENTITY, settings.log_level)
     tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, settings, tracing)
-    broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
     metrics = ServiceMetrics(IDENTITY)
@@ -58,6 +66,10 @@ def create_app(
     broker.context.set_global("sessions", sessions)
     broker.context.set_global("relay", relay)
     broker.context.set_global("metrics", metrics)
+    settlement = Settlement(
+        IDENTITY, broker.context.get(RETRY_POLICY), JOURNEY_GROUP, broker, metrics
+    )
+    broker.include_router(subscribers(Bound(sessions, metrics, relay, tracing, settlement)))
     sweep = partial(
         sweep_stalls,
         sessions,

@@ -2,14 +2,14 @@
 dead letters (in batches), the stall sweep, and its readers over HTTP."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from faststream import Context, ContextRepo
 from faststream.kafka import KafkaMessage, KafkaRouter
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, Field, TypeAdapter
@@ -24,7 +24,7 @@ from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.openapi import link
 from plumbing.outbox import OutboxRelay
-from plumbing.telemetry import TRACING, annotate, current_trace_id
+from plumbing.telemetry import annotate, current_trace_id
 from schemas import topics
 from schemas.vocabulary import Cohort, Ehr, Tool
 from services.journey import domain, handlers
@@ -75,19 +75,29 @@ def _count(
     )
 
 
-async def on_journey_event(
-    event: JourneyEvent,
-    sessions: Annotated[Sessions, Context("sessions")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-    relay: Annotated[OutboxRelay, Context("relay")],
-) -> None:
-    """Record the journey step an event reports (a renewal requested or refused by meds, an SM
-    step, a dead letter about a renewal), and count the renewal's first arrival at that step. Takes
-    the records of the journey's retry topics; the topics themselves come in batches
-    (``on_journey_batch``)."""
-    annotate(STEP)
-    recorded = await handlers.record_step(event, sessions, current_trace_id())
-    _report_step(recorded, metrics, relay)
+@dataclass(frozen=True)
+class Bound:
+    """What the journey's subscribers work with, bound once when the app is made."""
+
+    sessions: Sessions
+    metrics: ServiceMetrics
+    relay: OutboxRelay
+    tracing: TracerProvider
+    settlement: Settlement
+    """How a record of the journey's group that fails for good is settled."""
+
+
+def on_journey_event(bound: Bound) -> Callable[[JourneyEvent], Awaitable[None]]:
+    async def on_journey_event(event: JourneyEvent) -> None:
+        """Record the journey step an event reports (a renewal requested or refused by meds, an SM
+        step, a dead letter about a renewal), and count the renewal's first arrival at that step.
+        Takes the records of the journey's retry topics; the topics themselves come in batches
+        (``on_journey_batch``)."""
+        annotate(STEP)
+        recorded = await handlers.record_step(event, bound.sessions, current_trace_id())
+        _report_step(recorded, bound.metrics, bound.relay)
+
+    return on_journey_event
 
 
 JOURNEY_EVENT: TypeAdapter[JourneyEvent] = TypeAdapter(JourneyEvent)
@@ -102,18 +112,12 @@ def _traces(count: int, within: Within) -> list[str | None]:
     return traces
 
 
-async def on_journey_batch(
-    message: KafkaMessage,
-    context: ContextRepo,
-    sessions: Annotated[Sessions, Context("sessions")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-    relay: Annotated[OutboxRelay, Context("relay")],
-    tracing: Annotated[TracerProvider, Context(TRACING)],
-) -> None:
+def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
     """A batch of journey events, recorded in one transaction (and one commit of offsets); each
     record keeps its own span and fate (see plumbing.batches). One that fails alone is parked on
     the group's retry topic, where ``on_journey_event`` takes it. A record the journey cannot read
     is dead-lettered under the journey service's own name and tool."""
+    sessions = bound.sessions
 
     async def process(
         events: Sequence[JourneyEvent], within: Within
@@ -123,13 +127,17 @@ async def on_journey_batch(
     batch: Batch[JourneyEvent, handlers.Recorded] = Batch(
         JOURNEY_EVENT,
         STEP,
-        tracing,
-        Settlement.of(context, IDENTITY, JOURNEY_GROUP),
+        bound.tracing,
+        bound.settlement,
         process=process,
         process_one=lambda event: handlers.record_step(event, sessions, current_trace_id()),
-        report=lambda _, recorded: _report_step(recorded, metrics, relay),
+        report=lambda _, recorded: _report_step(recorded, bound.metrics, bound.relay),
     )
-    await batch.consume(message.raw_message)
+
+    async def on_journey_batch(message: KafkaMessage) -> None:
+        await batch.consume(message.raw_message)
+
+    return on_journey_batch
 
 
 def _report_step(
@@ -164,16 +172,24 @@ def _report_step(
         relay.notify()
 
 
-def subscribers() -> KafkaRouter:
-    """The service's Kafka subscribers, for one broker."""
+def subscribers(bound: Bound | None = None) -> KafkaRouter:
+    """The service's Kafka subscribers, for one broker, with what they work with bound once
+    (without it, for listing the topics only)."""
+    bound = bound or Bound(
+        cast(Sessions, None),
+        cast(ServiceMetrics, None),
+        cast(OutboxRelay, None),
+        TracerProvider(),
+        cast(Settlement, None),
+    )
     router = KafkaRouter()
     subscribe(
         router,
         JOURNEY_TOPICS,
-        on_journey_event,
+        on_journey_event(bound),
         IDENTITY,
         group=JOURNEY_GROUP,
-        batch_handler=on_journey_batch,
+        batch_handler=on_journey_batch(bound),
     )
     return router
 

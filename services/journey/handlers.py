@@ -9,13 +9,16 @@ ledger does.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from plumbing.outbox import mark_processed, processed, stage
+from plumbing.outbox import ProcessedEventRow, outbox_record, stage_all
 from schemas.events import RenewalClosed
 from schemas.vocabulary import Cohort, Ehr
 from services.journey import domain
@@ -66,12 +69,73 @@ async def record_steps(
     for the event that opens a renewal)."""
     traces = list(trace_ids) if trace_ids is not None else [None] * len(events)
     observed = [domain.observed_step(event) for event in events]
-    async with sessions.begin() as session:
-        batch = await LedgerBatch.load(session, [o for o in observed if o is not None])
-        return [
-            batch.record(session, o, trace) if o is not None else None
+    engine: AsyncEngine = sessions.kw["bind"]
+
+    def work(connection: Connection) -> list[Recorded | None]:
+        batch = LedgerBatch.load(connection, [o for o in observed if o is not None])
+        writes = Writes()
+        recorded = [
+            batch.record(writes, o, trace) if o is not None else None
             for o, trace in zip(observed, traces, strict=True)
         ]
+        writes.save(connection, batch.renewals)
+        return recorded
+
+    async with engine.begin() as connection:
+        results: list[Recorded | None] = await connection.run_sync(work)
+        return results
+
+
+RENEWALS = cast(Table, RenewalRow.__table__)
+STEPS = cast(Table, StepRow.__table__)
+INBOX = cast(Table, ProcessedEventRow.__table__)
+CHANGING = ("status", "status_since", "stalled_at", "stalled_step", "stalled_tool", "closed_at")
+"""What recording a step changes of a renewal already in the ledger."""
+
+
+@dataclass
+class Writes:
+    """What a batch writes, gathered while its events are recorded and saved together (plain SQL,
+    one multi-row statement per table)."""
+
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    opened: list[RenewalRow] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    staged: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, connection: Connection, renewals: dict[str, RenewalRow]) -> None:
+        if self.inbox:
+            connection.execute(insert(INBOX), self.inbox)
+        if self.opened:
+            connection.execute(insert(RENEWALS), [_columns(row, RENEWALS) for row in self.opened])
+        if self.steps:
+            connection.execute(insert(STEPS), [_columns(row, STEPS) for row in self.steps])
+        opened = {row.id for row in self.opened}
+        changed = [renewals[renewal_id] for renewal_id in sorted(self.changed - opened)]
+        if changed:
+            connection.execute(
+                update(RENEWALS)
+                .where(RENEWALS.c.id == bindparam("renewal_id"))
+                .values(
+                    {
+                        name: bindparam(f"new_{name}", type_=RENEWALS.c[name].type)
+                        for name in CHANGING
+                    }
+                ),
+                [
+                    {
+                        "renewal_id": row.id,
+                        **{f"new_{name}": getattr(row, name) for name in CHANGING},
+                    }
+                    for row in changed
+                ],
+            )
+        stage_all(connection, self.staged)
+
+
+def _columns(row: object, table: Table) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in table.columns}
 
 
 @dataclass
@@ -85,19 +149,37 @@ class LedgerBatch:
     seen: set[str]
 
     @classmethod
-    async def load(cls, session: AsyncSession, observed: list[domain.Observed]) -> "LedgerBatch":
+    def load(cls, connection: Connection, observed: list[domain.Observed]) -> "LedgerBatch":
         renewal_ids = sorted({str(o.renewal_id) for o in observed})
-        renewals = {row.id: row for row in await ledger.renewals_locked(session, renewal_ids)}
-        steps = await ledger.steps_of_each(session, renewal_ids)
-        seen = await processed(session, JOURNEY_GROUP, [str(o.event_id) for o in observed])
-        return cls(
-            renewals,
-            {renewal_id: [step.record for step in rows] for renewal_id, rows in steps.items()},
-            seen,
-        )
+        event_ids = [str(o.event_id) for o in observed]
+        renewals: dict[str, RenewalRow] = {}
+        steps: dict[str, list[StepRecord]] = {renewal_id: [] for renewal_id in renewal_ids}
+        seen: set[str] = set()
+        if renewal_ids:
+            for row in connection.execute(
+                select(RENEWALS)
+                .where(RENEWALS.c.id.in_(renewal_ids))
+                .order_by(RENEWALS.c.id)
+                .with_for_update()
+            ):
+                renewals[row.id] = RenewalRow(**row._asdict())
+            for row in connection.execute(
+                select(STEPS)
+                .where(STEPS.c.renewal_id.in_(renewal_ids))
+                .order_by(STEPS.c.occurred_at, STEPS.c.recorded_at)
+            ):
+                steps[row.renewal_id].append(StepRow(**row._asdict()).record)
+            seen = set(
+                connection.scalars(
+                    select(INBOX.c.event_id).where(
+                        INBOX.c.consumer_group == JOURNEY_GROUP, INBOX.c.event_id.in_(event_ids)
+                    )
+                )
+            )
+        return cls(renewals, steps, seen)
 
     def record(
-        self, session: AsyncSession, observed: domain.Observed, trace_id: str | None
+        self, writes: Writes, observed: domain.Observed, trace_id: str | None
     ) -> Recorded | None:
         """Add the step and its inbox entry, open the renewal if the event is its request, and
         bring its status up to date."""
@@ -105,34 +187,44 @@ class LedgerBatch:
         if str(observed.event_id) in self.seen:
             return None
         self.seen.add(str(observed.event_id))
-        mark_processed(session, JOURNEY_GROUP, observed.event_id)
+        writes.inbox.append(
+            {
+                "consumer_group": JOURNEY_GROUP,
+                "event_id": str(observed.event_id),
+                "processed_at": _now(),
+            }
+        )
         step = observed.record
         history = self.steps.setdefault(renewal_id, [])
         first_of_step = all(earlier.step is not step.step for earlier in history)
         closed_before = domain.journey(history).closed
         history.append(step)
-        session.add(_step_row(renewal_id, observed.event_id, step))
+        writes.steps.append(_step_row(renewal_id, observed.event_id, step))
         row = self.renewals.get(renewal_id)
         if row is None and observed.opening is not None:
             row = _new_renewal(renewal_id, observed.opening, trace_id)
-            session.add(row)
+            writes.opened.append(row)
             self.renewals[renewal_id] = row
             counted = tuple({s.step: s for s in reversed(history)}.values())
         elif row is not None:
             counted = (step,) if first_of_step else ()
         else:
-            self._close_unopened(session, observed, closed_before, history)
+            self._close_unopened(writes, observed, closed_before, history)
             return None
         state = domain.journey(history)
         if state.status.value != row.status:
             row.status = state.status.value
             row.status_since = _now()
             row.stalled_at = row.stalled_step = row.stalled_tool = None
+            writes.changed.add(renewal_id)
         closes = state.closed and row.closed_at is None
         if closes:
             row.closed_at = _now()
+            writes.changed.add(renewal_id)
             if state.status is not Status.REFUSED:  # meds refused it itself: nothing is open
-                stage(session, _closed_event(observed.renewal_id, state.status, row.cohort))
+                writes.staged.append(
+                    outbox_record(_closed_event(observed.renewal_id, state.status, row.cohort))
+                )
         return Recorded(
             observed.renewal_id,
             step,
@@ -145,7 +237,7 @@ class LedgerBatch:
 
     @staticmethod
     def _close_unopened(
-        session: AsyncSession,
+        writes: Writes,
         observed: domain.Observed,
         closed_before: bool,
         history: list[StepRecord],
@@ -155,7 +247,9 @@ class LedgerBatch:
         same, so the prescription is never held open for good."""
         state = domain.journey(history)
         if state.closed and not closed_before and state.status is not Status.REFUSED:
-            stage(session, _closed_event(observed.renewal_id, state.status, None))
+            writes.staged.append(
+                outbox_record(_closed_event(observed.renewal_id, state.status, None))
+            )
 
 
 def _step_row(renewal_id: str, event_id: UUID, step: StepRecord) -> StepRow:

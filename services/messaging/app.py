@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
 from plumbing.database import make_engine, session_factory
+from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
@@ -26,7 +27,7 @@ from services.messaging.adapters.upstream import (
     SecureMessaging,
 )
 from services.messaging.domain import SmError
-from services.messaging.entrypoints import http, sm_error_response, subscribers
+from services.messaging.entrypoints import Bound, http, sm_error_response, subscribers
 from services.messaging.handlers import Messaging, Sessions
 from services.messaging.settings import IDENTITY, MessagingSettings
 
@@ -36,6 +37,12 @@ def upstream_for(settings: MessagingSettings, sessions: Sessions) -> SecureMessa
     if settings.sm_api_url:
         return HttpSecureMessaging(settings.sm_api_url, settings.sm_api_timeout_seconds)
     return BuiltinSecureMessaging(sessions, settings.sm_recipients_file)
+
+
+SWEEP_AFTER_SECONDS = 2.0
+"""The relay leaves a renewal's draft event this long to the batch that wrote it, which publishes it
+right after its commit; then the relay's sweep publishes it (after a crash, or a failed publish).
+An event of the HTTP paths is relayed when they wake the relay."""
 
 
 def create_app(
@@ -48,12 +55,16 @@ def create_app(
     configure_logging(IDENTITY, settings.log_level)
     tracing = tracer_provider(IDENTITY, settings.otlp_endpoint, span_exporter)
     broker = make_broker(IDENTITY, settings, tracing)
-    broker.include_router(subscribers())
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
     flags = FeatureFlags(settings.flags_file)
     metrics = ServiceMetrics(IDENTITY)
-    relay = OutboxRelay(sessions, broker, set_aside_gauge=metrics.outbox_set_aside)
+    relay = OutboxRelay(
+        sessions,
+        broker,
+        set_aside_gauge=metrics.outbox_set_aside,
+        sweep_after_seconds=SWEEP_AFTER_SECONDS,
+    )
     pruner = Pruner(
         sessions,
         [
@@ -73,9 +84,14 @@ def create_app(
         polling=own.poll_schedule(),
         cohorts=flags,
         notify=relay.notify,
+        publish=relay.publish_soon,
     )
     broker.context.set_global("messaging", deps)
     broker.context.set_global("metrics", metrics)
+    settlement = Settlement(
+        IDENTITY, broker.context.get(RETRY_POLICY), IDENTITY.consumer_group, broker, metrics
+    )
+    broker.include_router(subscribers(Bound(deps, metrics, tracing, settlement)))
 
     @asynccontextmanager
     async def resources() -> AsyncIterator[None]:
@@ -89,7 +105,8 @@ def create_app(
 
     async def drain_outbox() -> None:
         """Publish what the outbox still holds while the producer is open (on shutdown)."""
-        while await relay.relay_once():
+        await relay.flush()
+        while await relay.relay_once(everything=True):
             continue
 
     app = service_app(

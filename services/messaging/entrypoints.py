@@ -10,15 +10,15 @@ sent are counted by status, EHR and cohort, and timed.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from faststream import Context, ContextRepo
 from faststream.kafka import KafkaMessage, KafkaRouter
 from opentelemetry.metrics import Counter, Histogram
 from opentelemetry.sdk.trace import TracerProvider
@@ -32,7 +32,7 @@ from plumbing.http import API_ERRORS, Problem, problem
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
 from plumbing.openapi import link
-from plumbing.telemetry import TRACING, annotate, current_trace_id, record_failure
+from plumbing.telemetry import annotate, current_trace_id, record_failure
 from schemas import topics
 from schemas.events import (
     CareTeamsOutcome,
@@ -84,33 +84,39 @@ def _measured(
         latency.record(time.perf_counter() - started, {**counted, "step": step, "source": source})
 
 
-async def on_care_teams(
-    event: CareTeamsOutcome,
-    deps: Annotated[Messaging, Context("messaging")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-) -> None:
-    """A resolved renewal gets its prefilled draft; for "no care team" its reason is kept, so the
-    Veteran asking for the draft is told why there is none. Takes the records of the retry topic;
-    the topic itself comes in batches (``on_care_teams_batch``)."""
-    if isinstance(event, CareTeamsResolved):
-        _report_draft(event, await _create_draft(event, deps, metrics), metrics)
-    else:
-        await handlers.record_no_care_team(event, deps)
-        _report_no_care_team(event)
+@dataclass(frozen=True)
+class Bound:
+    """What the messaging subscribers work with, bound once when the app is made."""
+
+    deps: Messaging
+    metrics: ServiceMetrics
+    tracing: TracerProvider
+    settlement: Settlement
+
+
+def on_care_teams(bound: Bound) -> Callable[[CareTeamsOutcome], Awaitable[None]]:
+    deps, metrics = bound.deps, bound.metrics
+
+    async def on_care_teams(event: CareTeamsOutcome) -> None:
+        """A resolved renewal gets its prefilled draft; for "no care team" its reason is kept, so
+        the Veteran asking for the draft is told why there is none. Takes the records of the retry
+        topic; the topic itself comes in batches (``on_care_teams_batch``)."""
+        if isinstance(event, CareTeamsResolved):
+            _report_draft(event, await _create_draft(event, deps, metrics), metrics)
+        else:
+            await handlers.record_no_care_team(event, deps)
+            _report_no_care_team(event)
+
+    return on_care_teams
 
 
 CARE_TEAMS_OUTCOME: TypeAdapter[CareTeamsOutcome] = TypeAdapter(CareTeamsOutcome)
 
 
-async def on_care_teams_batch(
-    message: KafkaMessage,
-    context: ContextRepo,
-    deps: Annotated[Messaging, Context("messaging")],
-    metrics: Annotated[ServiceMetrics, Context("metrics")],
-    tracing: Annotated[TracerProvider, Context(TRACING)],
-) -> None:
+def on_care_teams_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
     """A batch of care-team outcomes: their drafts made in one transaction (and one commit of
     offsets); each record keeps its own span and fate (see plumbing.batches)."""
+    deps, metrics = bound.deps, bound.metrics
 
     async def create_one(event: CareTeamsOutcome) -> DraftCreated | None:
         if not isinstance(event, CareTeamsResolved):
@@ -127,13 +133,17 @@ async def on_care_teams_batch(
     batch: Batch[CareTeamsOutcome, DraftCreated] = Batch(
         CARE_TEAMS_OUTCOME,
         "draft.create",
-        tracing,
-        Settlement.of(context, IDENTITY, IDENTITY.consumer_group),
+        bound.tracing,
+        bound.settlement,
         process=lambda events, within: handlers.create_renewal_drafts(events, deps, within),
         process_one=create_one,
         report=report,
     )
-    await batch.consume(message.raw_message)
+
+    async def on_care_teams_batch(message: KafkaMessage) -> None:
+        await batch.consume(message.raw_message)
+
+    return on_care_teams_batch
 
 
 async def _create_draft(
@@ -185,10 +195,20 @@ def _report_draft(
     )
 
 
-def subscribers() -> KafkaRouter:
-    """The service's Kafka subscribers, for one broker."""
+def subscribers(bound: Bound | None = None) -> KafkaRouter:
+    """The service's Kafka subscribers, for one broker, with what they work with bound once
+    (without it, for listing the topics only)."""
+    bound = bound or Bound(
+        cast(Messaging, None), cast(ServiceMetrics, None), TracerProvider(), cast(Settlement, None)
+    )
     router = KafkaRouter()
-    subscribe(router, topics.CARE_TEAMS, on_care_teams, IDENTITY, batch_handler=on_care_teams_batch)
+    subscribe(
+        router,
+        topics.CARE_TEAMS,
+        on_care_teams(bound),
+        IDENTITY,
+        batch_handler=on_care_teams_batch(bound),
+    )
     return router
 
 

@@ -16,16 +16,24 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID, uuid4
 
+from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from plumbing.batches import Within, alone
 from plumbing.logs import get_logger
-from plumbing.outbox import mark_processed, processed, stage
+from plumbing.outbox import (
+    ProcessedEventRow,
+    outbox_record,
+    stage,
+    stage_all,
+)
 from schemas.events import (
     CareTeamsOutcome,
     CareTeamsResolved,
@@ -87,6 +95,9 @@ class Messaging:
     notify: Callable[[], None]
     clock: Clock = time.monotonic
     sleep: Sleep = asyncio.sleep
+    publish: Callable[[Sequence[dict[str, Any]]], None] | None = None
+    """Publishes outbox rows right after the commit that wrote them (``OutboxRelay.publish_soon``);
+    without it, the relay is woken (``notify``)."""
 
 
 def _draft_fields(draft: DraftRow) -> dict[str, object]:
@@ -138,32 +149,100 @@ async def create_renewal_drafts(
     team" gets no draft (None): its reason is recorded, so the Veteran asking for the draft is told
     why there is none. Each draft is made within ``within(i)``, so it and its event carry the trace
     of the outcome that asked for it."""
-    renewal_ids = [event.renewal_id for event in outcomes]
+    engine: AsyncEngine = deps.sessions.kw["bind"]
+    async with engine.begin() as connection:
+        made: Drafted = await connection.run_sync(
+            lambda sync: _draft_batch(sync, outcomes, deps, within)
+        )
+    if deps.publish is not None:
+        deps.publish(made.staged)
+    else:
+        deps.notify()
+    return made.results
+
+
+@dataclass(frozen=True)
+class Drafted:
+    results: list[DraftCreated | None]
+    staged: list[dict[str, Any]]
+    """The outbox rows written (published right after the commit: ``Messaging.publish``)."""
+
+
+DRAFTS = cast(Table, DraftRow.__table__)
+NO_CARE_TEAM = cast(Table, NoCareTeamRow.__table__)
+INBOX_TABLE = cast(Table, ProcessedEventRow.__table__)
+
+
+def _draft_batch(
+    connection: Connection,
+    outcomes: Sequence[CareTeamsOutcome],
+    deps: Messaging,
+    within: Within,
+) -> Drafted:
+    """The batch's reads and writes in plain SQL on one connection: three queries, then one
+    multi-row insert per table."""
+    renewal_ids = [str(event.renewal_id) for event in outcomes]
+    event_ids = [str(event.event_id) for event in outcomes]
+    seen = set(
+        connection.scalars(
+            select(INBOX_TABLE.c.event_id).where(
+                INBOX_TABLE.c.consumer_group == INBOX, INBOX_TABLE.c.event_id.in_(event_ids)
+            )
+        )
+    )
+    drafted = {
+        renewal_id
+        for renewal_id in connection.scalars(
+            select(DRAFTS.c.renewal_id).where(DRAFTS.c.renewal_id.in_(renewal_ids))
+        )
+        if renewal_id is not None
+    }
+    unavailable = set(
+        connection.scalars(
+            select(NO_CARE_TEAM.c.renewal_id).where(NO_CARE_TEAM.c.renewal_id.in_(renewal_ids))
+        )
+    )
+    now = datetime.now(UTC)
     results: list[DraftCreated | None] = []
-    async with deps.sessions.begin() as session:
-        seen = await processed(session, INBOX, [str(event.event_id) for event in outcomes])
-        drafted = await storage.renewals_with_drafts(session, renewal_ids)
-        unavailable = await storage.renewals_without_care_team(session, renewal_ids)
-        for index, event in enumerate(outcomes):
-            if str(event.event_id) in seen:
-                results.append(None)
-                continue
-            seen.add(str(event.event_id))
-            mark_processed(session, INBOX, event.event_id)
-            if isinstance(event, CareTeamUnavailable):
-                if str(event.renewal_id) not in unavailable | drafted:
-                    unavailable.add(str(event.renewal_id))
-                    session.add(_no_care_team(event))
-                results.append(None)
-                continue
-            if str(event.renewal_id) in drafted:
-                results.append(None)
-                continue
-            drafted.add(str(event.renewal_id))
-            with within(index):
-                results.append(_add_renewal_draft(session, event, deps))
-    deps.notify()
-    return results
+    inbox: list[dict[str, Any]] = []
+    drafts: list[dict[str, Any]] = []
+    no_care_team: list[dict[str, Any]] = []
+    staged: list[dict[str, Any]] = []
+    for index, event in enumerate(outcomes):
+        event_id = str(event.event_id)
+        if event_id in seen:
+            results.append(None)
+            continue
+        seen.add(event_id)
+        inbox.append({"consumer_group": INBOX, "event_id": event_id, "processed_at": now})
+        renewal_id = str(event.renewal_id)
+        if isinstance(event, CareTeamUnavailable):
+            if renewal_id not in unavailable | drafted:
+                unavailable.add(renewal_id)
+                row = _no_care_team(event)
+                row.recorded_at = now
+                no_care_team.append(_columns(row, NO_CARE_TEAM))
+            results.append(None)
+            continue
+        if renewal_id in drafted:
+            results.append(None)
+            continue
+        drafted.add(renewal_id)
+        with within(index):
+            draft = _renewal_draft(event, deps)
+            created = _created(draft)
+            staged.append(outbox_record(created))
+        drafts.append(_columns(draft, DRAFTS))
+        results.append(created)
+    for table, rows in ((INBOX_TABLE, inbox), (NO_CARE_TEAM, no_care_team), (DRAFTS, drafts)):
+        if rows:
+            connection.execute(insert(table), rows)
+    stage_all(connection, staged)
+    return Drafted(results, staged)
+
+
+def _columns(row: object, table: Table) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in table.columns}
 
 
 def _no_care_team(event: CareTeamUnavailable) -> NoCareTeamRow:
@@ -175,9 +254,7 @@ def _no_care_team(event: CareTeamUnavailable) -> NoCareTeamRow:
     )
 
 
-def _add_renewal_draft(
-    session: AsyncSession, event: CareTeamsResolved, deps: Messaging
-) -> DraftCreated:
+def _renewal_draft(event: CareTeamsResolved, deps: Messaging) -> DraftRow:
     content = DraftContent(
         renewal=True,
         category=Category.MEDICATIONS,
@@ -203,10 +280,7 @@ def _add_renewal_draft(
     )
     draft.hold(content)
     draft.created_at = draft.updated_at
-    session.add(draft)
-    created = _created(draft)
-    stage(session, created)
-    return created
+    return draft
 
 
 @dataclass(frozen=True)

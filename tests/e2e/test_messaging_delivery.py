@@ -3,7 +3,7 @@ change commits, in order, and never for a change that rolled back; a care-teams 
 makes one draft and one ``draft.created``."""
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 from uuid import uuid4
@@ -11,11 +11,11 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
-from plumbing.outbox import stage as real_stage
+from plumbing.outbox import stage_all as real_stage_all
 from schemas import topics
-from schemas.events import CareTeamsResolved, Event
+from schemas.events import CareTeamsResolved
 from schemas.records import CareSystem, Prescription
 from schemas.vocabulary import Cohort, Ehr, PickerKind
 from services.messaging import handlers
@@ -120,23 +120,26 @@ async def test_draft_events_reach_kafka_after_their_commit_in_order_and_refusals
     ], "one partition, in commit order: the refused edit published nothing"
 
 
-def failing_after_staging(rolled_back: list[str]) -> Callable[[AsyncSession, Event], None]:
-    """``stage`` that stages, then fails its transaction once, remembering the event it staged."""
+def failing_after_staging(
+    rolled_back: list[str],
+) -> Callable[[Connection, Sequence[dict[str, Any]]], None]:
+    """``stage_all`` that stages, then fails its transaction once, remembering the event it
+    staged."""
 
-    def stage(session: AsyncSession, event: Event) -> None:
-        real_stage(session, event)
-        if not rolled_back:
-            rolled_back.append(str(event.event_id))
+    def stage_all(connection: Connection, records: Sequence[dict[str, Any]]) -> None:
+        real_stage_all(connection, records)
+        if not rolled_back and records:
+            rolled_back.append(str(records[0]["event_id"]))
             raise RuntimeError("the database went away before the commit")
 
-    return stage
+    return stage_all
 
 
 async def test_an_event_staged_in_a_transaction_that_rolled_back_is_never_published(
     flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rolled_back: list[str] = []
-    monkeypatch.setattr(handlers, "stage", failing_after_staging(rolled_back))
+    monkeypatch.setattr(handlers, "stage_all", failing_after_staging(rolled_back))
     event = care_teams_resolved()
     await deliver(flow, event)
     draft = await draft_of(flow, event)

@@ -3,8 +3,9 @@ its event in the outbox in the transaction of its change, the care-teams consume
 redelivered event a no-op, and every event of a renewal carries the cohort its care-teams event had.
 Then the delivery of an Oracle Health message: how its status is polled, on a fake clock."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -12,11 +13,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from plumbing.outbox import ProcessedEventRow
-from plumbing.outbox import stage as real_stage
-from schemas.events import DraftCreated, Event
+from plumbing.outbox import stage_all as real_stage_all
+from schemas.events import DraftCreated
 from schemas.vocabulary import Cohort
 from services.messaging import domain, handlers
 from services.messaging.adapters.storage import DraftRow
@@ -51,23 +52,26 @@ async def test_a_care_teams_event_delivered_twice_makes_one_draft_and_one_draft_
     assert await inbox_holds(builtin, event.event_id)
 
 
-def failing_after_staging(staged_ids: list[str]) -> Callable[[AsyncSession, Event], None]:
-    """``stage`` that stages, then fails the transaction (once), remembering the event it staged."""
+def failing_after_staging(
+    staged_ids: list[str],
+) -> Callable[[Connection, Sequence[dict[str, Any]]], None]:
+    """``stage_all`` that stages, then fails the transaction (once), remembering the event it
+    staged."""
 
-    def stage(session: AsyncSession, event: Event) -> None:
-        real_stage(session, event)
-        if not staged_ids:
-            staged_ids.append(str(event.event_id))
+    def stage_all(connection: Connection, records: Sequence[dict[str, Any]]) -> None:
+        real_stage_all(connection, records)
+        if not staged_ids and records:
+            staged_ids.append(str(records[0]["event_id"]))
             raise RuntimeError("the database went away before the commit")
 
-    return stage
+    return stage_all
 
 
 async def test_a_transaction_that_fails_leaves_no_event_and_no_inbox_mark(
     builtin: Messaging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rolled_back: list[str] = []
-    monkeypatch.setattr(handlers, "stage", failing_after_staging(rolled_back))
+    monkeypatch.setattr(handlers, "stage_all", failing_after_staging(rolled_back))
     event = resolved()
     with pytest.raises(RuntimeError):
         await handlers.create_renewal_draft(event, builtin)

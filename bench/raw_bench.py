@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -11,8 +12,15 @@ from bench.raw_pipeline import record
 
 
 async def run_raw(
-    bootstrap: str, partitions: int, count: int, rate: float, seconds: float, logs: Path
+    bootstrap: str,
+    partitions: int,
+    count: int,
+    rate: float,
+    seconds: float,
+    logs: Path,
+    at: Sequence[float] = (),
 ) -> dict[str, Any]:
+    """Throughput flat out, latency at ``rate``/s, and (``latency_at``) at each rate of ``at``."""
     run = uuid4().hex[:6]
     names = [f"bench.raw.{run}.{hop}" for hop in range(4)]
     await create_topics(bootstrap, names, partitions)
@@ -60,10 +68,21 @@ async def run_raw(
         await asyncio.sleep(1)
         await feed(bootstrap, names[0], fixed, make, rate=rate)
         await sink
+        latency_at_rate = latency.summary()
         cpu = sum(hop.cpu_seconds() for hop in hops)
+        at_rates = {}
+        for other in at:
+            latency = Latency()
+            fixed = max(int(other * seconds), 20)
+            sink = asyncio.create_task(collect(bootstrap, [names[3]], fixed, seen))
+            await asyncio.sleep(1)
+            await feed(bootstrap, names[0], fixed, make, rate=other)
+            await sink
+            at_rates[f"{other:g}"] = latency.summary()
         return {
             "throughput_msg_s": round(throughput, 1),
-            "latency_at_rate": latency.summary(),
+            "latency_at_rate": latency_at_rate,
+            "latency_at": at_rates,
             "peak_rss_mb": {hop.name: hop.peak_rss_mb() for hop in hops},
             "cpu_s_total": round(cpu, 2),
         }

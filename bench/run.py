@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import localpostgres
 from bench.harness import jvm_peak_rss_mb, private_broker
+from bench.ingress_bench import bare_ingress
 from bench.otlp_sink import OtlpSink
 from bench.raw_bench import run_raw
 from bench.rxsm_bench import run_flow
@@ -82,10 +83,23 @@ async def measure(root: Path, recorder: Recorder) -> None:
                     rate=200,
                     seconds=5 * min(scale(), 1),
                     sends=True,
+                    ingress=scaled(2000),
                 ),
             )
             recorder.record("otlp_bytes_received", sink.received_bytes)
-            if PROFILE:
+        capacity = recorder.results["rxsm_tracing_on"]["throughput_renewals_s"]
+        rates = [round(capacity * 0.5, 1), round(capacity * 0.8, 1)]
+        say(
+            f"raw pipeline's latency at rxsm's 50% and 80% capacity ({rates[0]} and {rates[1]}/s)..."
+        )
+        raw_again = await run_raw(
+            kafka.bootstrap_servers, PARTITIONS, scaled(2000), 200, 2, root, at=rates
+        )
+        recorder.record("raw_latency_at_rxsm_rates", raw_again["latency_at"])
+        say("a bare FastAPI app taking the same HTTP requests...")
+        recorder.record("bare_fastapi_ingress", await bare_ingress(scaled(2000), root))
+        if PROFILE:
+            with OtlpSink() as sink:
                 say("rxsm flow sampled by py-spy (tracing on)...")
                 recorder.record(
                     "rxsm_profiled",
@@ -101,7 +115,11 @@ async def measure(root: Path, recorder: Recorder) -> None:
         recorder.record(
             "rxsm_tracing_off",
             await run_flow(
-                kafka.bootstrap_servers, root, count=scaled(1000), tracing_endpoint=None
+                kafka.bootstrap_servers,
+                root,
+                count=scaled(1000),
+                tracing_endpoint=None,
+                ingress=scaled(2000),
             ),
         )
         say("rxsm flow, tracing on and off once more (the machine's noise shows in the pair)...")
@@ -194,17 +212,47 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def latency_rows(run: dict[str, Any]) -> list[tuple[str, str]]:
+def latency_rows(run: dict[str, Any], raw_p99: float | None = None) -> list[tuple[str, str]]:
     def quantiles(figures: dict[str, float]) -> str:
         return " / ".join(str(figures[q]) for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms"
 
     rate = f"{run['offered_per_s']:g}/s"
     stages = " / ".join(f"{v}" for v in run["request_to_stage_p50_ms"].values())
-    return [
+    rows = [
         (f"request -> draft at {rate} p50/p95/p99/max", quantiles(run["request_to_draft"])),
         (f"request -> sent at {rate} p50/p95/p99/max", quantiles(run["request_to_sent"])),
         (f"  p50 by hop at {rate}: requested/teams/draft/sent", f"{stages} ms"),
     ]
+    if raw_p99 is not None:
+        ratio = run["request_to_draft"]["p99_ms"] / raw_p99 if raw_p99 else float("nan")
+        rows.append(
+            (
+                f"  raw pipeline's p99 at {rate}; rxsm p99 / raw p99 (target <= 2)",
+                f"{raw_p99} ms; {ratio:.2f}",
+            )
+        )
+    return rows
+
+
+def _per_service(run: dict[str, Any]) -> str:
+    by_service = run["cpu_s_per_1000_by_service"]
+    return f"{run['cpu_s_per_1000']} (" + ", ".join(f"{k} {v}" for k, v in by_service.items()) + ")"
+
+
+def _ingress(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "not measured"
+    return (
+        f"{figures['requests_s']:,.0f} req/s, {figures['cpu_ms_per_request']} CPU-ms per request, "
+        f"{figures['requests_s_per_core']:,.0f} req/s per core"
+        + (f" ({figures['failures']} failed)" if figures.get("failures") else "")
+    )
+
+
+def raw_p99_at(results: dict[str, Any], which: int) -> float | None:
+    """The raw pipeline's p99 at rxsm's 50% (0) or 80% (1) capacity, measured in the same run."""
+    at = list(results.get("raw_latency_at_rxsm_rates", {}).values())
+    return float(at[which]["p99_ms"]) if len(at) > which else None
 
 
 def table(results: dict[str, Any]) -> str:
@@ -226,18 +274,34 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("rxsm request -> draft, tracing on", pair("rxsm_tracing_on")),
         ("rxsm request -> draft, tracing off", pair("rxsm_tracing_off")),
-        ("rxsm / raw (target >= 0.30)", f"{ratio['rxsm_over_raw']:.4f}"),
+        ("rxsm / raw, tracing on (target >= 0.15)", f"{ratio['rxsm_over_raw']:.4f}"),
         ("tracing overhead (target < 10%)", f"{ratio['tracing_overhead']:.1%}"),
         (
             "send path (HTTP send -> message sent)",
             f"{on.get('send_throughput_s', float('nan')):,.1f} sends/s",
         ),
         *latency_rows(on["latency_at_offered_rate"]),
-        *latency_rows(on["latency_at_half_capacity"]),
-        ("CPU seconds per 1,000 renewals (services)", f"{on['cpu_s_per_1000']}"),
+        *latency_rows(on["latency_at_half_capacity"], raw_p99_at(results, 0)),
+        *latency_rows(on["latency_at_80pct_capacity"], raw_p99_at(results, 1)),
+        ("CPU-ms per renewal, tracing on (target <= 5)", _per_service(on)),
+        ("  again", _per_service(results["rxsm_tracing_on_again"])),
         (
-            "  of which",
-            ", ".join(f"{k} {v}" for k, v in on["cpu_s_per_1000_by_service"].items()),
+            "CPU-ms per renewal, tracing off (target <= 3)",
+            _per_service(results["rxsm_tracing_off"]),
+        ),
+        ("  again", _per_service(results["rxsm_tracing_off_again"])),
+        ("HTTP ingress, tracing on (target >= 300/core)", _ingress(on.get("http_ingress"))),
+        (
+            "HTTP ingress, tracing off",
+            _ingress(results["rxsm_tracing_off"].get("http_ingress")),
+        ),
+        ("bare FastAPI app, same requests", _ingress(results.get("bare_fastapi_ingress"))),
+        (
+            "spans dropped (target 0)",
+            ", ".join(
+                f"{run} {sum(results[run].get('spans_dropped', {}).values()):g}"
+                for run in ("rxsm_tracing_on", "rxsm_tracing_on_again")
+            ),
         ),
         ("peak RSS per service (MB)", ", ".join(f"{k} {v}" for k, v in on["peak_rss_mb"].items())),
         ("peak RSS broker (MB)", f"{results['broker_peak_rss_mb']}"),

@@ -13,6 +13,7 @@ from uuid import uuid4
 import httpx
 
 from bench.harness import Latency, Proc, collect, feed, spawn
+from bench.ingress_bench import rxsm_ingress
 from bench.profiling import profiled
 from demo.requests import VETERAN, renewal_request
 from localkafka import free_port
@@ -164,6 +165,24 @@ def wait_healthy(services: Services, within: float = 120) -> None:
             time.sleep(0.3)
 
 
+def spans_dropped(services: Services) -> dict[str, float]:
+    """``rxsm_spans_dropped_total`` of each service (all reasons), read from its /metrics."""
+    dropped: dict[str, float] = {}
+    for name, ports in services.ports.items():
+        for index, port in enumerate(ports):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            except httpx.HTTPError:
+                dropped[f"{name}-{index}"] = float("nan")
+                continue
+            dropped[f"{name}-{index}"] = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("rxsm_spans_dropped_total")
+            )
+    return dropped
+
+
 def feeder(journeys: Journeys) -> Callable[[int], tuple[bytes, bytes]]:
     """Renewal requests that remember when each was fed."""
 
@@ -231,7 +250,11 @@ async def run_flow(
     seconds: float = 0,
     sends: bool = False,
     profile_dir: Path | None = None,
+    ingress: int = 0,
 ) -> dict[str, Any]:
+    """The flow's throughput and CPU; with ``rate``, latency at that offered rate and at 50% and
+    80% of the measured capacity; with ``ingress``, that many HTTP requests to the renewal
+    service's ingress (bench/ingress_bench.py); the spans each service dropped, from /metrics."""
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
@@ -260,11 +283,20 @@ async def run_flow(
             result["send_failures"] = failures
         if rate:
             result["latency_at_offered_rate"] = await latency_at(bootstrap, services, rate, seconds)
-            half = result["throughput_renewals_s"] / 2
+            capacity = result["throughput_renewals_s"]
             result["latency_at_half_capacity"] = await latency_at(
-                bootstrap, services, half, seconds
+                bootstrap, services, capacity / 2, seconds
+            )
+            result["latency_at_80pct_capacity"] = await latency_at(
+                bootstrap, services, capacity * 0.8, seconds
+            )
+        if ingress:
+            renewal = next(p for p in services.procs if p.name == "renewal-0")
+            result["http_ingress"] = await rxsm_ingress(
+                renewal, services.ports["renewal"][0], ingress
             )
         result["peak_rss_mb"] = {p.name: p.peak_rss_mb() for p in services.procs}
+        result["spans_dropped"] = spans_dropped(services)
         return result
     finally:
         services.stop()

@@ -161,12 +161,12 @@ class CareTeamsView(BaseModel):
     unavailable_reason: UnavailableReason | None
 
 
-def dependencies_of(request: Request) -> Dependencies:
+async def dependencies_of(request: Request) -> Dependencies:
     deps: Dependencies = request.app.state.careteam
     return deps
 
 
-def metrics_of(request: Request) -> ServiceMetrics:
+async def metrics_of(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 

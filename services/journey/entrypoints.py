@@ -305,7 +305,7 @@ class RenewalList(BaseModel):
     renewals: list[RenewalSummary] = Field(description="Most recently updated first.")
 
 
-def sessions_of(request: Request) -> Sessions:
+async def sessions_of(request: Request) -> Sessions:
     sessions: Sessions = request.app.state.sessions
     return sessions
 

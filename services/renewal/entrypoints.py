@@ -444,17 +444,12 @@ class RenewalIntake(BaseModel):
     )
 
 
-def sessions_of(request: Request) -> Sessions:
+async def sessions_of(request: Request) -> Sessions:
     sessions: Sessions = request.app.state.sessions
     return sessions
 
 
-def flags_of(request: Request) -> Flags:
-    flags: Flags = request.app.state.flags
-    return flags
-
-
-def group_of(request: Request) -> Group[handlers.Ask, handlers.Outcome]:
+async def group_of(request: Request) -> Group[handlers.Ask, handlers.Outcome]:
     group: Group[handlers.Ask, handlers.Outcome] = request.app.state.intake
     return group
 
@@ -513,7 +508,6 @@ ACCEPTED_LINKS = {
 async def post_renewal(
     body: RenewalRequest,
     _: MedicationsApp,
-    sessions: SessionsDep,
     intake: Annotated[Group[handlers.Ask, handlers.Outcome], Depends(group_of)],
     idempotency_key: Annotated[
         str | None,

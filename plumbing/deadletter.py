@@ -27,13 +27,12 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware, ContextRepo, StreamMessage
 from faststream.exceptions import HandlerException
-from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 
 from plumbing.identity import ServiceIdentity
 from plumbing.logs import get_logger
 from plumbing.metrics import ServiceMetrics
-from plumbing.telemetry import CONSUMER_GROUP, DESTINATION, record_failure
+from plumbing.telemetry import record_failure
 from schemas import topics
 from schemas.events import DeadLetter, PriorLetter
 
@@ -320,9 +319,6 @@ class _DeadLetterScope(BaseMiddleware):
             # leaves the batch uncommitted, so it is consumed again.
             return await call_next(msg)
         delivery = Delivery.of(msg.raw_message)
-        span = trace.get_current_span()
-        span.set_attribute(CONSUMER_GROUP, self.group)
-        span.set_attribute(DESTINATION, str(msg.raw_message.topic))
         await asyncio.sleep(delivery.seconds_until_due)
         tries = 0
         while True:

@@ -6,12 +6,10 @@ in ``RXSM_DATA_DIR``. A database that does not exist yet is reported as such, ne
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
-from plumbing.database import make_engine, session_factory
+from plumbing.database import make_engine, missing_sqlite_file, session_factory
 from plumbing.migrations import DATABASES
 from plumbing.outbox import OutboxRow, SetAside, set_aside
 from plumbing.settings import ServiceSettings
@@ -25,18 +23,8 @@ class ServiceOutbox:
     events: list[SetAside]
 
 
-def _missing(url: str) -> bool:
-    parsed = make_url(url)
-    database = parsed.database
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and database not in (None, "", ":memory:")
-        and not Path(str(database)).exists()
-    )
-
-
 async def _read(service: str, url: str) -> ServiceOutbox:
-    if _missing(url):
+    if missing_sqlite_file(url):
         return ServiceOutbox(service, False, [])
     engine = make_engine(url)
     try:

@@ -3,15 +3,19 @@
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 from uuid import uuid4
 
 import structlog
+import uvicorn
 from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
 
+from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_token
+from rxsm.serve import SERVER_OPTIONS
 
 T = TypeVar("T")
 
@@ -81,3 +85,25 @@ def logging_kept() -> Iterator[None]:
     finally:
         root.handlers, root.level = handlers, level
         structlog.configure(**config)
+
+
+@asynccontextmanager
+async def served_on_a_port(app: FastAPI) -> AsyncIterator[str]:
+    """``app`` (already started: no lifespan here) on a free local port, served by uvicorn as
+    ``rxsm serve`` serves it (``SERVER_OPTIONS``), as real clients reach it; its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", **SERVER_OPTIONS)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+
+    async def started() -> bool | None:
+        if serving.done():
+            serving.result()
+        return True if server.started else None
+
+    try:
+        await eventually(started)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving

@@ -6,18 +6,15 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client.parser import text_string_to_metric_families
 
-from localkafka import free_port
 from schemas import topics
 from tests.e2e.conftest import Flow
 from tests.e2e.test_renewal_journey import renewal_request
@@ -28,7 +25,7 @@ from tests.e2e.test_traces import (
     failing_oracle_health,
     oracle_health_draft,
 )
-from tests.support import bearer, eventually
+from tests.support import bearer, eventually, served_on_a_port
 
 pytestmark = pytest.mark.kafka
 
@@ -279,33 +276,6 @@ async def test_every_service_counts_the_release_plans_series_after_a_flow(flow: 
         assert label_values(after[service], "rxsm_consumer_lag", "consumer_group"), service
 
 
-@asynccontextmanager
-async def served_on_a_port(flow: Flow, service: str) -> AsyncIterator[str]:
-    """A running service, also on a local TCP port, as an SRE's machine reaches it."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            flow.apps[service],
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: _started(server))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
-
-
-async def _started(server: uvicorn.Server) -> bool | None:
-    return True if server.started else None
-
-
 async def rxsm(journey_url: str, *args: str) -> str:
     """Run the installed command line as an SRE does, in a process of its own."""
     process = await asyncio.create_subprocess_exec(
@@ -339,7 +309,7 @@ async def test_rxsm_journey_names_the_tool_step_and_error_of_a_failed_renewal(fl
         await flow.messaging.post(f"/v1/drafts/{draft['id']}/send", headers=bearer(MIXED))
     await eventually(reached(flow, sm98_renewal, "send_failed"))
 
-    async with served_on_a_port(flow, "journey") as journey_url:
+    async with served_on_a_port(flow.apps["journey"]) as journey_url:
         printed = await rxsm(journey_url, "journey", renewal_id)
         as_json = json.loads(await rxsm(journey_url, "journey", renewal_id, "--json"))
         send_failed = await rxsm(journey_url, "journey", sm98_renewal)

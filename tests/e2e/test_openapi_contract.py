@@ -14,21 +14,17 @@ ran; the test counts them on the service's own metrics.
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_service_token, issue_token
-from rxsm.serve import SERVER_OPTIONS, SERVICES
+from rxsm.serve import SERVICES
 from tests.contracts.schemathesis_hooks import RECIPIENT_ENV, VETERAN_ENV
 from tests.e2e.conftest import Flow
+from tests.support import served_on_a_port
 
 pytestmark = pytest.mark.kafka
 
@@ -61,25 +57,6 @@ def authorization(service: str) -> str:
     if service in SERVICE_TOKEN:
         return f"Bearer {issue_service_token(settings, ttl=timedelta(hours=1))}"
     return f"Bearer {issue_token(VETERAN, settings)}"
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` (already started by the flow) on a free port of this event loop, as rxsm serves it."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", **SERVER_OPTIONS)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def schemathesis(url: str, service: str, workdir: Path) -> tuple[int, str]:
@@ -148,7 +125,7 @@ async def test_schemathesis_finds_the_service_as_its_openapi_document_says(
     flow: Flow, service: str, tmp_path: Path
 ) -> None:
     before = [await counted(flow, metric, status) for metric, status in CHAINED]
-    async with served(flow.apps[service]) as url:
+    async with served_on_a_port(flow.apps[service]) as url:
         code, report = await schemathesis(url, service, tmp_path)
     assert code == 0, report
     if service == "messaging":

@@ -12,14 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from localkafka import free_port
-from rxsm.serve import SERVER_OPTIONS
 from tests.e2e.conftest import MEDICATIONS_APP, Flow
 from tests.e2e.test_renewal_journey import VETERAN, renewal_request
-from tests.support import bearer, eventually
+from tests.support import bearer, served_on_a_port
 
 pytestmark = pytest.mark.kafka
 
@@ -37,25 +34,12 @@ def trace_id(response: httpx.Response) -> str:
 @asynccontextmanager
 async def served(app: FastAPI, **headers: str) -> AsyncIterator[httpx.AsyncClient]:
     """``app`` on a local port with the production server options, and one keep-alive client."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", **SERVER_OPTIONS)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: _started(server))
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits, timeout=30
-        ) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await serving
-
-
-async def _started(server: uvicorn.Server) -> bool | None:
-    return True if server.started else None
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with (
+        served_on_a_port(app) as url,
+        httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client,
+    ):
+        yield client
 
 
 def _sized(size: int) -> dict[str, Any]:

@@ -9,27 +9,22 @@ keep-alive connection per service, each answer 2xx or 4xx in the one error shape
 its own.
 """
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_service_token
-from rxsm.serve import SERVER_OPTIONS
 from tests.faults.flow import VISTA_VETERAN, renewal_requests
 from tests.faults.inprocess import HttpServices, http_services
-from tests.support import bearer, eventually
+from tests.support import bearer, served_on_a_port
 
 EXAMPLES = settings(
     max_examples=100,
@@ -208,31 +203,15 @@ async def served(services: HttpServices) -> AsyncIterator[Served]:
     async with AsyncExitStack() as stack:
         clients = {}
         for name, app in services.apps.items():
-            port = free_port()
-            config = uvicorn.Config(
-                app, host="127.0.0.1", port=port, lifespan="off", **SERVER_OPTIONS
-            )
-            server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve())
-            stack.push_async_callback(_stopped, server, serving)
-            await eventually(partial(_started, server))
+            url = await stack.enter_async_context(served_on_a_port(app))
             clients[name] = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}",
+                    base_url=url,
                     limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
                     timeout=60,
                 )
             )
         yield Served(clients, set())
-
-
-async def _started(server: uvicorn.Server) -> bool | None:
-    return True if server.started else None
-
-
-async def _stopped(server: uvicorn.Server, serving: "asyncio.Task[None]") -> None:
-    server.should_exit = True
-    await serving
 
 
 ENDPOINTS = (

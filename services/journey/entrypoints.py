@@ -95,7 +95,7 @@ def on_journey_event(bound: Bound) -> Callable[[JourneyEvent], Awaitable[None]]:
         (``on_journey_batch``)."""
         annotate(STEP)
         recorded = await handlers.record_step(event, bound.sessions, current_trace_id())
-        _report_step(recorded, bound.metrics, bound.relay)
+        _report_step(event, recorded, bound.metrics, bound.relay)
 
     return on_journey_event
 
@@ -131,7 +131,7 @@ def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
         bound.settlement,
         process=process,
         process_one=lambda event: handlers.record_step(event, sessions, current_trace_id()),
-        report=lambda _, recorded: _report_step(recorded, bound.metrics, bound.relay),
+        report=lambda event, recorded: _report_step(event, recorded, bound.metrics, bound.relay),
     )
 
     async def on_journey_batch(message: KafkaMessage) -> None:
@@ -141,11 +141,17 @@ def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
 
 
 def _report_step(
-    recorded: handlers.Recorded | None, metrics: ServiceMetrics, relay: OutboxRelay
+    event: JourneyEvent,
+    recorded: handlers.Recorded | None,
+    metrics: ServiceMetrics,
+    relay: OutboxRelay,
 ) -> None:
-    """Label the current span, count each step the renewal reached for the first time, log it (ids
-    only); nothing for an event about no renewal the journey knows, or seen before."""
+    """Label the current span with the renewal the event is about (even one seen before, or one
+    whose request has not arrived yet: topics are not ordered among themselves), then count each
+    step the renewal reached for the first time and log it (ids only)."""
     if recorded is None:
+        observed = domain.observed_step(event)
+        annotate(STEP, renewal_id=None if observed is None else observed.renewal_id)
         return
     annotate(STEP, renewal_id=recorded.renewal_id, ehr=recorded.ehr)
     for step in recorded.counted:

@@ -4,7 +4,7 @@ record that fails alone is retried alone."""
 
 import secrets
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -65,6 +65,22 @@ async def publish_together(flow: Flow, edits: list[tuple[DraftUpdated, str]]) ->
         await producer.stop()
 
 
+async def ledger_spans(flow: Flow, producers: list[tuple[str, str]]) -> list[Any] | None:
+    """The journey's spans of the records published from these (trace id, span id) parents, once
+    there is one for each."""
+    found = [
+        span
+        for span in flow.spans.get_finished_spans()
+        if span.kind is SpanKind.CONSUMER
+        and span.name == f"{topics.DRAFTS} process"
+        and (span.attributes or {}).get("messaging.consumer.group.name") == JOURNEY_GROUP
+        and span.parent is not None
+        and (format(span.context.trace_id, "032x"), format(span.parent.span_id, "016x"))
+        in producers
+    ]
+    return found if len(found) == len(producers) else None
+
+
 def steps_named(found: dict[str, Any], name: str) -> int:
     return sum(step["step"] == name for step in found["steps"])
 
@@ -80,20 +96,7 @@ async def test_each_record_of_a_batch_is_processed_in_its_own_producers_trace(
 
     await publish_together(flow, edits)
 
-    async def ledger_spans() -> list[Any] | None:
-        found = [
-            span
-            for span in flow.spans.get_finished_spans()
-            if span.kind is SpanKind.CONSUMER
-            and span.name == f"{topics.DRAFTS} process"
-            and (span.attributes or {}).get("messaging.consumer.group.name") == JOURNEY_GROUP
-            and span.parent is not None
-            and (format(span.context.trace_id, "032x"), format(span.parent.span_id, "016x"))
-            in producers
-        ]
-        return found if len(found) == len(producers) else None
-
-    spans = await eventually(ledger_spans)
+    spans = await eventually(lambda: ledger_spans(flow, producers))
     for span in spans:
         attributes = dict(span.attributes or {})
         assert attributes["rxsm.step"] == "journey.record"
@@ -102,6 +105,24 @@ async def test_each_record_of_a_batch_is_processed_in_its_own_producers_trace(
         assert span.parent is not None and span.parent.is_remote
     found = await eventually(lambda: _with_steps(flow, renewal_id, "draft_updated", len(producers)))
     assert found["status"] == "drafted"
+
+
+async def test_a_step_before_its_request_and_a_replayed_one_still_name_their_renewal(
+    flow: Flow,
+) -> None:
+    """Topics are not ordered among themselves: an SM step may reach the journey before the
+    renewal's request does, and a record may come twice. The span still says which renewal."""
+    renewal_id = str(uuid4())
+    edit = draft_edit(renewal_id, str(uuid4()))
+    producers = [(secrets.token_hex(16), secrets.token_hex(8)) for _ in range(2)]
+
+    await publish_together(flow, [(edit, f"00-{trace}-{span}-01") for trace, span in producers])
+
+    spans = await eventually(lambda: ledger_spans(flow, producers))
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert attributes["rxsm.step"] == "journey.record"
+        assert attributes["rxsm.renewal_id"] == renewal_id
 
 
 async def test_an_event_that_fails_alone_is_retried_alone_and_the_rest_are_recorded(

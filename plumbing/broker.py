@@ -116,6 +116,10 @@ BATCH_WAIT_MS = 20
 """How long a batch subscriber waits for a record when none is there (FastStream then sleeps as
 long again before asking anew): the most an idle consumer adds to a record's way (its default,
 200, added up to 400 ms per hop)."""
+FETCH_WAIT_MS = 20
+"""How long the broker holds a consumer's fetch when it has nothing new (aiokafka's default is 500).
+A consumer has one fetch in flight per broker, so a record arriving on a partition that fetch did
+not ask for waits for it to come back: up to this long per hop."""
 
 
 def subscribe(
@@ -143,11 +147,14 @@ def subscribe(
         "heartbeat_interval_ms": 1000,
     }
     if batch_handler is None:
-        router.subscriber(*main, group_id=group, **options)(handler)
+        router.subscriber(*main, group_id=group, fetch_max_wait_ms=FETCH_WAIT_MS, **options)(
+            handler
+        )
     else:
         router.subscriber(
             *main,
             group_id=group,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             batch=True,
             max_records=BATCH_RECORDS,
             batch_timeout_ms=BATCH_WAIT_MS,

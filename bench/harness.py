@@ -102,6 +102,7 @@ async def collect(
         auto_offset_reset="latest",
         enable_auto_commit=False,
         max_poll_records=2000,
+        fetch_max_wait_ms=20,  # as the raw pipeline's hops: the sink adds no wait of its own
     )
     await consumer.start()
     while not consumer.assignment():  # noqa: ASYNC110 (the group join has no event to await)

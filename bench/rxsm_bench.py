@@ -32,8 +32,8 @@ def renewal_record(index: int) -> tuple[bytes, bytes]:
     return request.prescription.prescriptionId.encode(), request.model_dump_json().encode()
 
 
-STAGES = ("renewal.requested", "careteams.resolved", "draft.created", "message.sent")
-"""The events a renewal passes on its way, one per hop: renewal, care team, messaging, send."""
+STAGES = ("renewal.requested", "careteams.resolved", "draft.created")
+"""The events a renewal passes on its way to its draft, one per hop: renewal, care team, messaging."""
 
 
 @dataclass
@@ -50,19 +50,13 @@ class Journeys:
     drafts: dict[str, str] = field(default_factory=dict)
     early: dict[str, list[tuple[dict[str, Any], float]]] = field(default_factory=dict)
     stages: dict[str, Latency] = field(default_factory=lambda: {s: Latency() for s in STAGES})
-    on_drafted: Callable[[str], None] | None = None
-    """Called with each new draft's id (the Veteran sending it as soon as it exists)."""
 
     @property
     def to_draft(self) -> Latency:
         return self.stages["draft.created"]
 
-    @property
-    def to_sent(self) -> Latency:
-        return self.stages["message.sent"]
-
     def on_event(self, topic: str, event: dict[str, Any], now: float) -> list[str]:
-        """The outcomes (``drafted``, ``sent``) this event completes, for renewals fed here."""
+        """The renewals fed here this event sees drafted (``drafted``, once each)."""
         kind, renewal_id = event.get("event_type"), event.get("renewal_id")
         if kind not in STAGES or not renewal_id:
             return []
@@ -81,10 +75,29 @@ class Journeys:
             return [o for e, seen in waiting for o in self.on_event(topic, e, seen)]
         if kind == "draft.created":
             self.drafts[renewal_id] = event["draft_id"]
-            if self.on_drafted:
-                self.on_drafted(event["draft_id"])
             return ["drafted"]
-        return ["sent"] if kind == "message.sent" else []
+        return []
+
+
+@dataclass
+class Sends:
+    """Times each send from its ``POST /v1/drafts/{id}/send`` going out: to the answer (what the
+    Veteran waits for) and to its ``message.sent`` on Kafka."""
+
+    posted_at: dict[str, float] = field(default_factory=dict)
+    to_answer: Latency = field(default_factory=Latency)
+    to_event: Latency = field(default_factory=Latency)
+
+    def on_event(self, topic: str, event: dict[str, Any], now: float) -> int:
+        """1 when this is the ``message.sent`` of a draft sent here, else 0."""
+        draft_id = event.get("draft_id")
+        if event.get("event_type") != "message.sent" or not isinstance(draft_id, str):
+            return 0
+        posted = self.posted_at.get(draft_id)
+        if posted is None:
+            return 0
+        self.to_event.samples.append((now - posted) * 1000)
+        return 1
 
 
 @dataclass
@@ -252,8 +265,9 @@ async def run_flow(
     profile_dir: Path | None = None,
     ingress: int = 0,
 ) -> dict[str, Any]:
-    """The flow's throughput and CPU; with ``rate``, latency at that offered rate and at 50% and
-    80% of the measured capacity; with ``ingress``, that many HTTP requests to the renewal
+    """The flow's throughput and CPU; with ``sends``, half its drafts sent flat out (the send path's
+    capacity) and the other half at half that rate (its latency); with ``rate``, latency at that
+    offered rate and at 50% and 80% of the measured capacity; with ``ingress``, that many HTTP requests to the renewal
     service's ingress (bench/ingress_bench.py); the spans each service dropped, from /metrics."""
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
@@ -278,9 +292,14 @@ async def run_flow(
             },
         }
         if sends:
-            seconds_taken, failures = await send_all(services, list(journeys.drafts.values()))
-            result["send_throughput_s"] = round(len(journeys.drafts) / seconds_taken, 1)
+            drafts = list(journeys.drafts.values())
+            flat_out, paced = drafts[: len(drafts) // 2], drafts[len(drafts) // 2 :]
+            seconds_taken, failures = await send_all(services, flat_out)
+            result["send_throughput_s"] = round(len(flat_out) / seconds_taken, 1)
             result["send_failures"] = failures
+            result["sends_at_half_capacity"] = await sends_at(
+                bootstrap, services, paced, result["send_throughput_s"] / 2
+            )
         if rate:
             result["latency_at_offered_rate"] = await latency_at(bootstrap, services, rate, seconds)
             capacity = result["throughput_renewals_s"]
@@ -305,65 +324,62 @@ async def run_flow(
 async def latency_at(
     bootstrap: str, services: Services, rate: float, seconds: float
 ) -> dict[str, Any]:
-    """Renewals offered at ``rate``/s for ``seconds``, each draft sent as soon as it exists:
-    latency from request to each stage (request -> draft created -> message sent)."""
+    """Renewals offered at ``rate``/s for ``seconds``, the same work whose capacity the throughput
+    run measured: latency from request to each hop's event, and to the draft."""
     count = max(int(rate * seconds), 20)
     journeys = Journeys()
-    sent = asyncio.create_task(_send_as_drafted(bootstrap, services, journeys, count))
-    await asyncio.sleep(2)
-    await feed(bootstrap, topics.RENEWAL_REQUESTS, count, feeder(journeys), rate=rate)
-    failures = await sent
+    await drive(bootstrap, count, rate, journeys)
     return {
         "offered_per_s": round(rate, 1),
         "renewals": count,
         "request_to_draft": journeys.to_draft.summary(),
-        "request_to_sent": journeys.to_sent.summary(),
         "request_to_stage_p50_ms": {
             stage: latency.summary()["p50_ms"] for stage, latency in journeys.stages.items()
         },
-        "send_failures": failures,
     }
 
 
-async def _send_as_drafted(
-    bootstrap: str, services: Services, journeys: Journeys, count: int, concurrency: int = 16
-) -> int:
-    """The Veteran sends each draft as soon as it exists (at most ``concurrency`` sends in flight);
-    records request -> message sent. Returns how many sends failed (they count as settled)."""
+async def sends_at(
+    bootstrap: str, services: Services, drafts: list[str], rate: float
+) -> dict[str, Any]:
+    """The Veteran sending drafts at ``rate``/s (each ``POST`` when due, none waiting for another):
+    latency from the ``POST`` to its answer and to its ``message.sent`` on Kafka."""
     token = {"Authorization": f"Bearer {issue_token(VETERAN, AuthSettings())}"}
     port = services.ports["messaging"][0]
-    gate = asyncio.Semaphore(concurrency)
-    pending: set[asyncio.Task[None]] = set()
+    sends = Sends()
     failures = 0
 
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
 
         async def send(draft_id: str) -> None:
             nonlocal failures
-            async with gate:
-                try:
-                    url = f"http://127.0.0.1:{port}/v1/drafts/{draft_id}/send"
-                    response = await http.post(url, headers=token)
-                    failures += response.status_code != 200
-                except httpx.HTTPError:
-                    failures += 1
+            posted = sends.posted_at[draft_id] = time.time()
+            try:
+                url = f"http://127.0.0.1:{port}/v1/drafts/{draft_id}/send"
+                response = await http.post(url, headers=token)
+                failures += response.status_code != 200
+            except httpx.HTTPError:
+                failures += 1
+            else:
+                sends.to_answer.samples.append((time.time() - posted) * 1000)
 
-        def on_drafted(draft_id: str) -> None:
-            task = asyncio.create_task(send(draft_id))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        def seen(topic: str, event: dict[str, Any], now: float) -> int:
-            return journeys.on_event(topic, event, now).count("sent")
-
-        journeys.on_drafted = on_drafted
-        await collect(
-            bootstrap,
-            [topics.RENEWAL_REQUESTED, topics.CARE_TEAMS, topics.DRAFTS, topics.MESSAGES],
-            count,
-            seen,
-            settled=lambda: failures,
+        sink = asyncio.create_task(
+            collect(
+                bootstrap, [topics.MESSAGES], len(drafts), sends.on_event, settled=lambda: failures
+            )
         )
-        if pending:
-            await asyncio.gather(*pending)
-    return failures
+        await asyncio.sleep(2)
+        started, tasks = time.time(), []
+        for index, draft_id in enumerate(drafts):
+            if (delay := started + index / rate - time.time()) > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(draft_id)))
+        await asyncio.gather(*tasks)
+        await sink
+    return {
+        "offered_per_s": round(rate, 1),
+        "sends": len(drafts),
+        "send_to_answer": sends.to_answer.summary(),
+        "send_to_message_sent": sends.to_event.summary(),
+        "send_failures": failures,
+    }

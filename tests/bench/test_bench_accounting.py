@@ -3,7 +3,7 @@
 import pytest
 
 from bench.profiling import summarise
-from bench.rxsm_bench import Journeys
+from bench.rxsm_bench import Journeys, Sends
 
 
 def requested(renewal: str, prescription: str) -> dict[str, object]:
@@ -20,14 +20,11 @@ def drafted(renewal: str, draft: str) -> dict[str, object]:
 
 def test_a_draft_seen_before_its_request_counts_once_the_request_arrives() -> None:
     journeys = Journeys(fed_at={"rx-1": 100.0})
-    sent_drafts: list[str] = []
-    journeys.on_drafted = sent_drafts.append
 
     assert journeys.on_event("drafts", drafted("r-1", "d-1"), 100.5) == []
     assert journeys.on_event("requested", requested("r-1", "rx-1"), 100.2) == ["drafted"]
 
     assert journeys.drafts == {"r-1": "d-1"}
-    assert sent_drafts == ["d-1"]
     assert journeys.to_draft.samples == [pytest.approx(500.0)]
     assert journeys.stages["renewal.requested"].samples == [pytest.approx(200.0)]
 
@@ -41,14 +38,21 @@ def test_events_of_renewals_fed_elsewhere_are_not_counted() -> None:
     assert journeys.drafts == {}
 
 
-def test_a_message_sent_completes_the_journey() -> None:
-    journeys = Journeys(fed_at={"rx-1": 100.0})
-    journeys.on_event("requested", requested("r-1", "rx-1"), 100.1)
-    journeys.on_event("drafts", drafted("r-1", "d-1"), 100.2)
+def test_a_send_is_timed_from_its_post_to_its_message_sent() -> None:
+    sends = Sends(posted_at={"d-1": 100.0})
 
-    sent = {"event_type": "message.sent", "renewal_id": "r-1"}
-    assert journeys.on_event("messages", sent, 101.0) == ["sent"]
-    assert journeys.to_sent.samples == [pytest.approx(1000.0)]
+    assert sends.on_event("messages", {"event_type": "message.sent", "draft_id": "d-1"}, 100.25)
+    assert sends.to_event.samples == [pytest.approx(250.0)]
+
+
+def test_messages_of_drafts_sent_elsewhere_or_failed_are_not_counted() -> None:
+    sends = Sends(posted_at={"d-1": 100.0})
+
+    assert not sends.on_event("messages", {"event_type": "message.sent", "draft_id": "d-2"}, 101.0)
+    assert not sends.on_event(
+        "messages", {"event_type": "message.send_failed", "draft_id": "d-1"}, 101.0
+    )
+    assert sends.to_event.samples == []
 
 
 def test_a_profile_summary_gives_shares_by_area_and_by_function() -> None:

@@ -161,12 +161,3 @@ def subscribe(
             **options,
         )(batch_handler)
     router.subscriber(*retry, group_id=group + RETRY_GROUP_SUFFIX, **options)(handler)
-
-
-def consumer_options(identity: ServiceIdentity) -> dict[str, Any]:
-    """Subscriber keywords every rxsm consumer uses: ``@broker.subscriber(topic, **options)``."""
-    return {
-        "group_id": identity.consumer_group,
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "auto_offset_reset": "earliest",
-    }

@@ -23,7 +23,7 @@ from schemas.events import RenewalClosed
 from schemas.vocabulary import Cohort, Ehr
 from services.journey import domain
 from services.journey.adapters import ledger
-from services.journey.adapters.ledger import RenewalRow, StepRow
+from services.journey.adapters.ledger import RenewalRow, StepRow, step_record
 from services.journey.domain import Status, StepRecord
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -93,25 +93,29 @@ CHANGING = ("status", "status_since", "stalled_at", "stalled_step", "stalled_too
 """What recording a step changes of a renewal already in the ledger."""
 
 
+Columns = dict[str, Any]
+"""A row as plain columns (the batch path reads and writes rows without the ORM's instances)."""
+
+
 @dataclass
 class Writes:
     """What a batch writes, gathered while its events are recorded and saved together (plain SQL,
     one multi-row statement per table)."""
 
-    inbox: list[dict[str, Any]] = field(default_factory=list)
-    steps: list[StepRow] = field(default_factory=list)
-    opened: list[RenewalRow] = field(default_factory=list)
+    inbox: list[Columns] = field(default_factory=list)
+    steps: list[Columns] = field(default_factory=list)
+    opened: list[Columns] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
-    staged: list[dict[str, Any]] = field(default_factory=list)
+    staged: list[Columns] = field(default_factory=list)
 
-    def save(self, connection: Connection, renewals: dict[str, RenewalRow]) -> None:
+    def save(self, connection: Connection, renewals: dict[str, Columns]) -> None:
         if self.inbox:
             connection.execute(insert(INBOX), self.inbox)
         if self.opened:
-            connection.execute(insert(RENEWALS), [_columns(row, RENEWALS) for row in self.opened])
+            connection.execute(insert(RENEWALS), self.opened)
         if self.steps:
-            connection.execute(insert(STEPS), [_columns(row, STEPS) for row in self.steps])
-        opened = {row.id for row in self.opened}
+            connection.execute(insert(STEPS), self.steps)
+        opened = {row["id"] for row in self.opened}
         changed = [renewals[renewal_id] for renewal_id in sorted(self.changed - opened)]
         if changed:
             connection.execute(
@@ -124,18 +128,11 @@ class Writes:
                     }
                 ),
                 [
-                    {
-                        "renewal_id": row.id,
-                        **{f"new_{name}": getattr(row, name) for name in CHANGING},
-                    }
+                    {"renewal_id": row["id"], **{f"new_{name}": row[name] for name in CHANGING}}
                     for row in changed
                 ],
             )
         stage_all(connection, self.staged)
-
-
-def _columns(row: object, table: Table) -> dict[str, Any]:
-    return {column.key: getattr(row, column.key) for column in table.columns}
 
 
 @dataclass
@@ -144,7 +141,7 @@ class LedgerBatch:
     on PostgreSQL, in the order of their ids, so instances recording overlapping batches take turns
     without deadlock), their steps so far, and which events the inbox has seen."""
 
-    renewals: dict[str, RenewalRow]
+    renewals: dict[str, Columns]
     steps: dict[str, list[StepRecord]]
     seen: set[str]
 
@@ -152,7 +149,7 @@ class LedgerBatch:
     def load(cls, connection: Connection, observed: list[domain.Observed]) -> "LedgerBatch":
         renewal_ids = sorted({str(o.renewal_id) for o in observed})
         event_ids = [str(o.event_id) for o in observed]
-        renewals: dict[str, RenewalRow] = {}
+        renewals: dict[str, Columns] = {}
         steps: dict[str, list[StepRecord]] = {renewal_id: [] for renewal_id in renewal_ids}
         seen: set[str] = set()
         if renewal_ids:
@@ -162,13 +159,13 @@ class LedgerBatch:
                 .order_by(RENEWALS.c.id)
                 .with_for_update()
             ):
-                renewals[row.id] = RenewalRow(**row._asdict())
+                renewals[row.id] = row._asdict()
             for row in connection.execute(
                 select(STEPS)
                 .where(STEPS.c.renewal_id.in_(renewal_ids))
                 .order_by(STEPS.c.occurred_at, STEPS.c.recorded_at)
             ):
-                steps[row.renewal_id].append(StepRow(**row._asdict()).record)
+                steps[row.renewal_id].append(step_record(row))
             seen = set(
                 connection.scalars(
                     select(INBOX.c.event_id).where(
@@ -212,25 +209,29 @@ class LedgerBatch:
             self._close_unopened(writes, observed, closed_before, history)
             return None
         state = domain.journey(history)
-        if state.status.value != row.status:
-            row.status = state.status.value
-            row.status_since = _now()
-            row.stalled_at = row.stalled_step = row.stalled_tool = None
+        if state.status.value != row["status"]:
+            row.update(
+                status=state.status.value,
+                status_since=_now(),
+                stalled_at=None,
+                stalled_step=None,
+                stalled_tool=None,
+            )
             writes.changed.add(renewal_id)
-        closes = state.closed and row.closed_at is None
+        closes = state.closed and row["closed_at"] is None
         if closes:
-            row.closed_at = _now()
+            row["closed_at"] = _now()
             writes.changed.add(renewal_id)
             if state.status is not Status.REFUSED:  # meds refused it itself: nothing is open
                 writes.staged.append(
-                    outbox_record(_closed_event(observed.renewal_id, state.status, row.cohort))
+                    outbox_record(_closed_event(observed.renewal_id, state.status, row["cohort"]))
                 )
         return Recorded(
             observed.renewal_id,
             step,
             state.status,
-            Ehr(row.ehr),
-            Cohort(row.cohort) if row.cohort else None,
+            Ehr(row["ehr"]),
+            Cohort(row["cohort"]) if row["cohort"] else None,
             counted,
             closed=closes,
         )
@@ -252,37 +253,40 @@ class LedgerBatch:
             )
 
 
-def _step_row(renewal_id: str, event_id: UUID, step: StepRecord) -> StepRow:
-    return StepRow(
-        event_id=str(event_id),
-        renewal_id=renewal_id,
-        step=step.step.value,
-        tool=step.tool.value,
-        occurred_at=step.at,
-        recorded_at=_now(),
-        error_code=step.error_code,
-        retryable=step.retryable,
-        detail=step.detail,
-        source_topic=step.source_topic,
-        topic_owner=step.topic_owner.value if step.topic_owner else None,
-        refused_by=step.refused_by,
-    )
+def _step_row(renewal_id: str, event_id: UUID, step: StepRecord) -> Columns:
+    return {
+        "event_id": str(event_id),
+        "renewal_id": renewal_id,
+        "step": step.step.value,
+        "tool": step.tool.value,
+        "occurred_at": step.at,
+        "recorded_at": _now(),
+        "error_code": step.error_code,
+        "retryable": step.retryable,
+        "detail": step.detail,
+        "source_topic": step.source_topic,
+        "topic_owner": step.topic_owner.value if step.topic_owner else None,
+        "refused_by": step.refused_by,
+    }
 
 
-def _new_renewal(renewal_id: str, opening: domain.Opening, trace_id: str | None) -> RenewalRow:
-    now = _now()
-    return RenewalRow(
-        id=renewal_id,
-        veteran_id=opening.veteran_id,
-        ehr=opening.ehr,
-        cohort=opening.cohort,
-        source=opening.source,
-        idempotency_key=opening.idempotency_key,
-        trace_id=trace_id,
-        requested_at=opening.requested_at,
-        status=Status.UNKNOWN.value,
-        status_since=now,
-    )
+def _new_renewal(renewal_id: str, opening: domain.Opening, trace_id: str | None) -> Columns:
+    return {
+        "id": renewal_id,
+        "veteran_id": opening.veteran_id,
+        "ehr": opening.ehr,
+        "cohort": opening.cohort,
+        "source": opening.source,
+        "idempotency_key": opening.idempotency_key,
+        "trace_id": trace_id,
+        "requested_at": opening.requested_at,
+        "status": Status.UNKNOWN.value,
+        "status_since": _now(),
+        "closed_at": None,
+        "stalled_at": None,
+        "stalled_step": None,
+        "stalled_tool": None,
+    }
 
 
 def _closed_event(renewal_id: UUID, status: Status, cohort: str | None) -> RenewalClosed:

@@ -10,6 +10,7 @@ there. Retention deletes finished renewals with their steps, and steps no renewa
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, String, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,17 +70,22 @@ class StepRow(Base):
 
     @property
     def record(self) -> StepRecord:
-        return StepRecord(
-            step=Step(self.step),
-            tool=Tool(self.tool),
-            at=self.occurred_at,
-            error_code=self.error_code,
-            retryable=self.retryable,
-            detail=self.detail,
-            source_topic=self.source_topic,
-            topic_owner=Tool(self.topic_owner) if self.topic_owner else None,
-            refused_by=self.refused_by,
-        )
+        return step_record(self)
+
+
+def step_record(row: Any) -> StepRecord:
+    """The step a ``journey_steps`` row holds: a ``StepRow``, or a plain row read by a query."""
+    return StepRecord(
+        step=Step(row.step),
+        tool=Tool(row.tool),
+        at=row.occurred_at,
+        error_code=row.error_code,
+        retryable=row.retryable,
+        detail=row.detail,
+        source_topic=row.source_topic,
+        topic_owner=Tool(row.topic_owner) if row.topic_owner else None,
+        refused_by=row.refused_by,
+    )
 
 
 async def by_idempotency_key(session: AsyncSession, key: str) -> RenewalRow | None:

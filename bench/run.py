@@ -218,11 +218,13 @@ def quantiles(figures: dict[str, float]) -> str:
 
 def latency_rows(run: dict[str, Any], raw_p99: float | None = None) -> list[tuple[str, str]]:
     rate = f"{run['offered_per_s']:g}/s"
-    stages = " / ".join(f"{v}" for v in run["request_to_stage_p50_ms"].values())
     rows = [
         (f"request -> draft at {rate} p50/p95/p99/max", quantiles(run["request_to_draft"])),
-        (f"  p50 by hop at {rate}: requested/teams/draft", f"{stages} ms"),
     ]
+    for q in ("p50", "p99"):
+        by_hop = run.get(f"request_to_stage_{q}_ms", {})
+        stages = " / ".join(f"{v}" for v in by_hop.values())
+        rows.append((f"  {q} by hop at {rate}: requested/teams/draft", f"{stages} ms"))
     if raw_p99 is not None:
         ratio = run["request_to_draft"]["p99_ms"] / raw_p99 if raw_p99 else float("nan")
         rows.append(

@@ -336,6 +336,9 @@ async def latency_at(
         "request_to_stage_p50_ms": {
             stage: latency.summary()["p50_ms"] for stage, latency in journeys.stages.items()
         },
+        "request_to_stage_p99_ms": {
+            stage: latency.summary()["p99_ms"] for stage, latency in journeys.stages.items()
+        },
     }
 
 

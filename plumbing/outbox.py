@@ -141,10 +141,13 @@ def outbox_record(event: Event, max_bytes: int = EVENT_MAX_BYTES) -> dict[str, A
     }
 
 
-def stage(session: AsyncSession, event: Event, max_bytes: int = EVENT_MAX_BYTES) -> None:
-    """Add ``event`` to the outbox in the caller's transaction; it is published after commit.
+def stage(session: AsyncSession, event: Event, max_bytes: int = EVENT_MAX_BYTES) -> dict[str, Any]:
+    """Add ``event`` to the outbox in the caller's transaction; it is published after commit (by
+    the caller, with the row returned here: ``OutboxRelay.publish_soon``; else by the relay).
     ``EventTooLarge`` when its record would be over ``max_bytes``: Kafka could never take it."""
-    session.add(OutboxRow(**outbox_record(event, max_bytes)))
+    record = outbox_record(event, max_bytes)
+    session.add(OutboxRow(**record))
+    return record
 
 
 def stage_all(connection: Connection, records: Sequence[dict[str, Any]]) -> None:

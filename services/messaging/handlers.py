@@ -2,8 +2,8 @@
 and send drafts, and read them.
 
 Each use case stages its event in the outbox in the same transaction as its change (``stage``), and
-wakes the relay after the commit (``notify``): an event is published if and only if its change was
-committed. The care-teams consumer records each event id in the inbox in the same transaction as the
+publishes it right after the commit (``publish``; the relay sweeps up what that missed): an event is
+published if and only if its change was committed. The care-teams consumer records each event id in the inbox in the same transaction as the
 draft it creates, so a redelivered event has no second effect.
 
 Sending is idempotent end to end: one send row per draft (its primary key) says where the send stands,
@@ -154,11 +154,16 @@ async def create_renewal_drafts(
         made: Drafted = await connection.run_sync(
             lambda sync: _draft_batch(sync, outcomes, deps, within)
         )
+    _publish(deps, made.staged)
+    return made.results
+
+
+def _publish(deps: Messaging, staged: Sequence[dict[str, Any]]) -> None:
+    """Publish outbox rows just committed (or wake the relay, when there is no publisher)."""
     if deps.publish is not None:
-        deps.publish(made.staged)
+        deps.publish(staged)
     else:
         deps.notify()
-    return made.results
 
 
 @dataclass(frozen=True)
@@ -322,8 +327,8 @@ async def start_message(veteran_id: str, request: NewMessage, deps: Messaging) -
         draft.hold(content)
         draft.created_at = draft.updated_at
         session.add(draft)
-        stage(session, _created(draft))
-    deps.notify()
+        staged = stage(session, _created(draft))
+    _publish(deps, [staged])
     return draft
 
 
@@ -354,11 +359,17 @@ async def edit_draft(draft_id: UUID, veteran_id: str, edit: DraftEdit, deps: Mes
             draft.content(), edit, _offered(draft, recipients), recipients.blocked
         )
         draft.hold(content)
-        if changed:
-            stage(
-                session, DraftUpdated.model_validate({**_draft_fields(draft), "changed": changed})
-            )
-    deps.notify()
+        staged = (
+            [
+                stage(
+                    session,
+                    DraftUpdated.model_validate({**_draft_fields(draft), "changed": changed}),
+                )
+            ]
+            if changed
+            else []
+        )
+    _publish(deps, staged)
     return draft
 
 
@@ -367,9 +378,9 @@ async def delete_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> None
         draft = await storage.open_draft(session, draft_id, veteran_id)
         if draft is None:
             raise domain.draft_not_found()
-        stage(session, DraftDeleted.model_validate(_draft_fields(draft)))
+        staged = stage(session, DraftDeleted.model_validate(_draft_fields(draft)))
         draft.close(DraftState.DELETED)
-    deps.notify()
+    _publish(deps, [staged])
 
 
 async def get_draft(draft_id: UUID, veteran_id: str, deps: Messaging) -> DraftRow:
@@ -555,8 +566,9 @@ async def _deliver(deps: Messaging, attempt: _Attempt) -> str:
 
 
 async def _record_sent(deps: Messaging, draft_id: str, message_id: str) -> MessageSent:
-    """The send is SENT and the draft gone, with ``message.sent`` staged, unless a concurrent send of
-    the same draft recorded it first."""
+    """The send is SENT and the draft gone, with ``message.sent`` staged and published after the
+    commit, unless a concurrent send of the same draft recorded it first."""
+    staged = []
     async with deps.sessions.begin() as session:
         first = await storage.mark_sent(session, draft_id, message_id, uuid4())
         if first:
@@ -567,15 +579,16 @@ async def _record_sent(deps: Messaging, draft_id: str, message_id: str) -> Messa
         assert send is not None
         sent = _sent_event(send)
         if first:
-            stage(session, sent)
+            staged.append(stage(session, sent))
+    _publish(deps, staged)
     return sent
 
 
 async def _record_failure(
     deps: Messaging, draft_id: str, error: SmError
 ) -> MessageSent | MessageSendFailed:
-    """The failure, with ``message.send_failed`` staged, unless a concurrent send of the same draft
-    has meanwhile sent it."""
+    """The failure, with ``message.send_failed`` staged and published after the commit, unless a
+    concurrent send of the same draft has meanwhile sent it."""
     async with deps.sessions.begin() as session:
         send = await session.get(SendRow, draft_id, populate_existing=True)
         assert send is not None
@@ -585,7 +598,8 @@ async def _record_failure(
         send.error_code = error.code
         send.retryable = error.retryable
         failed = _failed_event(send, error)
-        stage(session, failed)
+        staged = stage(session, failed)
+    _publish(deps, [staged])
     return failed
 
 
@@ -601,10 +615,7 @@ async def send_draft(
         message_id = await _deliver(deps, attempt)
     except SmError as error:
         outcome = await _record_failure(deps, attempt.message.draft_id, error)
-        deps.notify()
         if isinstance(outcome, MessageSendFailed):
             raise
         return outcome
-    sent = await _record_sent(deps, attempt.message.draft_id, message_id)
-    deps.notify()
-    return sent
+    return await _record_sent(deps, attempt.message.draft_id, message_id)

@@ -4,7 +4,7 @@ redelivered event a no-op, and every event of a renewal carries the cohort its c
 Then the delivery of an Oracle Health message: how its status is polled, on a fake clock."""
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import uuid4
 
@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from plumbing.outbox import ProcessedEventRow
+from plumbing.outbox import OutboxRow, ProcessedEventRow
 from plumbing.outbox import stage_all as real_stage_all
+from plumbing.publishing import EVENT_TYPE_HEADER
 from schemas.events import DraftCreated
 from schemas.vocabulary import Cohort
 from services.messaging import domain, handlers
@@ -103,6 +104,35 @@ async def test_refused_changes_stage_nothing_and_the_relay_is_woken_after_commit
         "message.sent",
     ]
     assert wakes.count == 2
+
+
+async def test_each_change_a_veteran_makes_is_published_right_after_its_commit(
+    builtin: Messaging,
+) -> None:
+    handed: list[dict[str, Any]] = []
+    deps = replace(builtin, publish=handed.extend)
+    draft_id = await new_message(deps, OH_TEAM)
+    await handlers.edit_draft(draft_id, VETERAN, DraftEdit(body="Please renew"), deps)
+    await handlers.edit_draft(draft_id, VETERAN, DraftEdit(body="Please renew"), deps)
+    await refused(handlers.edit_draft(draft_id, VETERAN, DraftEdit(subject="x" * 51), deps))
+    await handlers.send_draft(draft_id, VETERAN, None, deps)
+    await handlers.send_draft(draft_id, VETERAN, None, deps)
+    other = await new_message(deps, OH_TEAM)
+    await handlers.delete_draft(other, VETERAN, deps)
+
+    async with deps.sessions() as session:
+        committed = {
+            row.event_id: row.headers[EVENT_TYPE_HEADER]
+            for row in await session.scalars(select(OutboxRow).order_by(OutboxRow.id))
+        }
+    assert [committed.get(record["event_id"]) for record in handed] == [
+        "draft.created",
+        "draft.updated",
+        "message.sent",
+        "draft.created",
+        "draft.deleted",
+    ], "each committed change handed over once; an unchanged edit, a refused one, a resend: none"
+    assert isinstance(builtin.notify, Wakes) and builtin.notify.count == 0, "the relay sleeps on"
 
 
 @pytest.mark.parametrize("cohort", list(Cohort))

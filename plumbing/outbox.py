@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import structlog
 from aiokafka.errors import InvalidMessageError, InvalidTopicError, MessageSizeTooLargeError
@@ -273,6 +273,12 @@ async def prune_inbox(session: AsyncSession, before: datetime, limit: int) -> di
     )
     result = await session.execute(delete(ProcessedEventRow).where(key.in_(oldest)))
     return {"processed_events": deleted(result)}
+
+
+SWEEP_AFTER_SECONDS: Final = 2.0
+"""How long a service's relay leaves a row to the code that wrote it, which publishes it right after
+its commit (``OutboxRelay.publish_soon``); then the relay's sweep publishes it (after a crash, or a
+publish that failed)."""
 
 
 class OutboxRelay:

@@ -17,7 +17,7 @@ from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
 from plumbing.migrations import prepare_schema
-from plumbing.outbox import OutboxRelay
+from plumbing.outbox import SWEEP_AFTER_SECONDS, OutboxRelay
 from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -56,7 +56,12 @@ def create_app(
     engine = make_engine(settings.database_url_for(IDENTITY.name))
     sessions = session_factory(engine)
     metrics = ServiceMetrics(IDENTITY)
-    relay = OutboxRelay(sessions, broker, set_aside_gauge=metrics.outbox_set_aside)
+    relay = OutboxRelay(
+        sessions,
+        broker,
+        set_aside_gauge=metrics.outbox_set_aside,
+        sweep_after_seconds=SWEEP_AFTER_SECONDS,
+    )
     pruner = Pruner(
         sessions,
         rules(settings, ("journey_steps", "renewals"), prune_finished),

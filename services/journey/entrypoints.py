@@ -94,8 +94,10 @@ def on_journey_event(bound: Bound) -> Callable[[JourneyEvent], Awaitable[None]]:
         Takes the records of the journey's retry topics; the topics themselves come in batches
         (``on_journey_batch``)."""
         annotate(STEP)
-        recorded = await handlers.record_step(event, bound.sessions, current_trace_id())
-        _report_step(event, recorded, bound.metrics, bound.relay)
+        recorded = await handlers.record_step(
+            event, bound.sessions, current_trace_id(), bound.relay.publish_soon
+        )
+        _report_step(event, recorded, bound.metrics)
 
     return on_journey_event
 
@@ -122,7 +124,9 @@ def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
     async def process(
         events: Sequence[JourneyEvent], within: Within
     ) -> Sequence[handlers.Recorded | None]:
-        return await handlers.record_steps(events, sessions, _traces(len(events), within))
+        return await handlers.record_steps(
+            events, sessions, _traces(len(events), within), bound.relay.publish_soon
+        )
 
     batch: Batch[JourneyEvent, handlers.Recorded] = Batch(
         JOURNEY_EVENT,
@@ -130,8 +134,10 @@ def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
         bound.tracing,
         bound.settlement,
         process=process,
-        process_one=lambda event: handlers.record_step(event, sessions, current_trace_id()),
-        report=lambda event, recorded: _report_step(event, recorded, bound.metrics, bound.relay),
+        process_one=lambda event: handlers.record_step(
+            event, sessions, current_trace_id(), bound.relay.publish_soon
+        ),
+        report=lambda event, recorded: _report_step(event, recorded, bound.metrics),
     )
 
     async def on_journey_batch(message: KafkaMessage) -> None:
@@ -144,7 +150,6 @@ def _report_step(
     event: JourneyEvent,
     recorded: handlers.Recorded | None,
     metrics: ServiceMetrics,
-    relay: OutboxRelay,
 ) -> None:
     """Label the current span with the renewal the event is about (even one seen before, or one
     whose request has not arrived yet: topics are not ordered among themselves), then count each
@@ -174,8 +179,6 @@ def _report_step(
         tool=step.tool.value,
         status=recorded.status.value,
     )
-    if recorded.closed:
-        relay.notify()
 
 
 def subscribers(bound: Bound | None = None) -> KafkaRouter:

@@ -8,7 +8,7 @@ a step that arrives before it is kept and counts once the renewal is there. When
 ledger does.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -50,12 +50,19 @@ class Recorded:
     """The journey closed with this step: ``renewal.closed`` is staged for meds."""
 
 
+Publish = Callable[[Sequence[dict[str, Any]]], None]
+"""Publishes outbox rows right after the commit that wrote them (``OutboxRelay.publish_soon``)."""
+
+
 async def record_step(
-    event: domain.JourneyEvent, sessions: Sessions, trace_id: str | None = None
+    event: domain.JourneyEvent,
+    sessions: Sessions,
+    trace_id: str | None = None,
+    publish: Publish | None = None,
 ) -> Recorded | None:
     """Record the step an event reports, with its id in the inbox, in one transaction; None when it
     is about no renewal the journey knows yet, or was processed before."""
-    (recorded,) = await record_steps([event], sessions, [trace_id])
+    (recorded,) = await record_steps([event], sessions, [trace_id], publish)
     return recorded
 
 
@@ -63,17 +70,20 @@ async def record_steps(
     events: Sequence[domain.JourneyEvent],
     sessions: Sessions,
     trace_ids: Sequence[str | None] | None = None,
+    publish: Publish | None = None,
 ) -> list[Recorded | None]:
     """``record_step`` for a batch of events, in one transaction of a few queries, whatever the
     batch's size: one result per event, in order. ``trace_ids``: each event's trace (the request's,
-    for the event that opens a renewal)."""
+    for the event that opens a renewal). The ``renewal.closed`` events the batch stages go to
+    ``publish`` right after the commit (without it, to the relay's next sweep)."""
     traces = list(trace_ids) if trace_ids is not None else [None] * len(events)
     observed = [domain.observed_step(event) for event in events]
     engine: AsyncEngine = sessions.kw["bind"]
 
+    writes = Writes()
+
     def work(connection: Connection) -> list[Recorded | None]:
         batch = LedgerBatch.load(connection, [o for o in observed if o is not None])
-        writes = Writes()
         recorded = [
             batch.record(writes, o, trace) if o is not None else None
             for o, trace in zip(observed, traces, strict=True)
@@ -83,7 +93,9 @@ async def record_steps(
 
     async with engine.begin() as connection:
         results: list[Recorded | None] = await connection.run_sync(work)
-        return results
+    if publish is not None:
+        publish(writes.staged)
+    return results
 
 
 RENEWALS = cast(Table, RenewalRow.__table__)

@@ -16,7 +16,7 @@ from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
 from plumbing.migrations import prepare_schema
-from plumbing.outbox import OutboxRelay
+from plumbing.outbox import SWEEP_AFTER_SECONDS, OutboxRelay
 from plumbing.retention import Pruner, Rule, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -37,12 +37,6 @@ def upstream_for(settings: MessagingSettings, sessions: Sessions) -> SecureMessa
     if settings.sm_api_url:
         return HttpSecureMessaging(settings.sm_api_url, settings.sm_api_timeout_seconds)
     return BuiltinSecureMessaging(sessions, settings.sm_recipients_file)
-
-
-SWEEP_AFTER_SECONDS = 2.0
-"""The relay leaves a renewal's draft event this long to the batch that wrote it, which publishes it
-right after its commit; then the relay's sweep publishes it (after a crash, or a failed publish).
-An event of the HTTP paths is relayed when they wake the relay."""
 
 
 def create_app(

@@ -19,7 +19,7 @@ from plumbing.http import service_app
 from plumbing.logs import configure_logging
 from plumbing.metrics import ServiceMetrics
 from plumbing.migrations import prepare_schema
-from plumbing.outbox import OutboxRelay
+from plumbing.outbox import SWEEP_AFTER_SECONDS, OutboxRelay
 from plumbing.retention import Pruner, rules
 from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
@@ -44,11 +44,6 @@ class RenewalSettings(ServiceSettings):
     stall_sweep_seconds: float = Field(
         default=15.0, gt=0, description="How often stalled requests are looked for."
     )
-
-
-SWEEP_AFTER_SECONDS = 2.0
-"""The relay leaves an event this long to the code that wrote it, which publishes it right after
-its commit; then the relay's sweep publishes it (after a crash, or a publish that failed)."""
 
 
 def create_app(

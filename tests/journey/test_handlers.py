@@ -344,6 +344,22 @@ async def test_a_closing_step_tells_meds_once_in_the_same_transaction(sessions: 
     assert closed.cohort is Cohort.NEW
 
 
+async def test_what_a_closing_step_stages_is_published_right_after_its_commit(
+    sessions: Sessions,
+) -> None:
+    renewal_id = await opened(sessions)
+    handed: list[dict[str, Any]] = []
+
+    await handlers.record_step(drafted(renewal_id), sessions, publish=handed.extend)
+    assert handed == [], "a drafted renewal is open: nothing for meds"
+    await handlers.record_step(sent(renewal_id), sessions, publish=handed.extend)
+    await handlers.record_step(unavailable(uuid4()), sessions, publish=handed.extend)
+
+    closed = await closures(sessions)
+    assert [record["event_id"] for record in handed] == [str(c.event_id) for c in closed]
+    assert [c.status for c in closed] == ["sent", "care_team_unavailable"]
+
+
 async def test_a_renewal_closed_before_its_request_is_read_is_told_to_meds_all_the_same(
     sessions: Sessions,
 ) -> None:

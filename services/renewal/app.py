@@ -25,6 +25,7 @@ from plumbing.settings import ServiceSettings
 from plumbing.telemetry import tracer_provider
 from services.renewal.adapters.ledger import prune_finished
 from services.renewal.entrypoints import (
+    CLOSED_GROUP,
     IDENTITY,
     Intake,
     drain_outbox,
@@ -66,10 +67,15 @@ def create_app(
         set_aside_gauge=metrics.outbox_set_aside,
         sweep_after_seconds=SWEEP_AFTER_SECONDS,
     )
-    settlement = Settlement(
-        IDENTITY, broker.context.get(RETRY_POLICY), IDENTITY.consumer_group, broker, metrics
+    retry = broker.context.get(RETRY_POLICY)
+    intake = Intake(
+        sessions,
+        flags,
+        relay,
+        tracing,
+        Settlement(IDENTITY, retry, IDENTITY.consumer_group, broker, metrics),
+        Settlement(IDENTITY, retry, CLOSED_GROUP, broker, metrics),
     )
-    intake = Intake(sessions, flags, relay, tracing, settlement)
     broker.include_router(subscribers(intake))
     pruner = Pruner(
         sessions,

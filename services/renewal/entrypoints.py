@@ -109,6 +109,8 @@ class Intake:
     tracing: TracerProvider
     settlement: Settlement
     """How a record of the ingress that cannot be taken is settled (dead-lettered)."""
+    closing: Settlement
+    """How a closing the intake cannot take is settled (in the closings' own group)."""
 
     async def take(
         self, asks: Sequence[handlers.Ask], within: Within
@@ -261,19 +263,54 @@ def _header(headers: dict[str, Any], name: str) -> str | None:
     return str(value) if value else None
 
 
+CLOSED_STEP = "renewal.closed"
+
+
 def on_renewal_closed(sessions: Sessions) -> Callable[[RenewalClosed], Awaitable[None]]:
     async def on_renewal_closed(event: RenewalClosed) -> None:
-        """The journey service says a renewal closed: its prescription may be requested anew."""
-        annotate("renewal.closed", renewal_id=event.renewal_id)
-        if await handlers.close_renewal(event, sessions):
-            log.info(
-                "renewal closed",
-                step="renewal.closed",
-                renewal_id=str(event.renewal_id),
-                status=event.status,
-            )
+        """The journey service says a renewal closed: its prescription may be requested anew.
+        Takes the records of the closings' retry topic; the topic itself comes in batches
+        (``closings``)."""
+        annotate(CLOSED_STEP, renewal_id=event.renewal_id)
+        [here] = await handlers.close_renewals([event], sessions)
+        _report_closed(event, here)
 
     return on_renewal_closed
+
+
+def closings(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
+    """The journey service's closings in batches: one transaction and one commit of offsets per
+    batch, each record with its own span and fate (plumbing.batches)."""
+
+    async def close_one(event: RenewalClosed) -> bool:
+        [here] = await handlers.close_renewals([event], intake.sessions)
+        return here
+
+    batch: Batch[RenewalClosed, bool] = Batch(
+        TypeAdapter(RenewalClosed),
+        CLOSED_STEP,
+        intake.tracing,
+        intake.closing,
+        process=lambda events, _: handlers.close_renewals(events, intake.sessions),
+        process_one=close_one,
+        report=_report_closed,
+    )
+
+    async def on_renewals_closed(message: KafkaMessage) -> None:
+        await batch.consume(message.raw_message)
+
+    return on_renewals_closed
+
+
+def _report_closed(event: RenewalClosed, here: bool | None) -> None:
+    annotate(CLOSED_STEP, renewal_id=event.renewal_id)
+    if here:
+        log.info(
+            "renewal closed",
+            step=CLOSED_STEP,
+            renewal_id=str(event.renewal_id),
+            status=event.status,
+        )
 
 
 def subscribers(intake: Intake | None = None) -> KafkaRouter:
@@ -297,6 +334,7 @@ def subscribers(intake: Intake | None = None) -> KafkaRouter:
         on_renewal_closed(bound.sessions),
         IDENTITY,
         group=CLOSED_GROUP,
+        batch_handler=closings(bound),
     )
     return router
 
@@ -308,6 +346,7 @@ def _unbound() -> Intake:
         cast(Flags, None),
         cast(OutboxRelay, None),
         TracerProvider(),
+        cast(Settlement, None),
         cast(Settlement, None),
     )
 

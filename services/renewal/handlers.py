@@ -508,11 +508,15 @@ async def fail_unpublished(
     return failed
 
 
-async def close_renewal(event: RenewalClosed, sessions: Sessions) -> bool:
-    """The journey service says the renewal closed: its prescription may be requested anew (a
-    redelivered event changes nothing more). False for a renewal this intake does not have."""
-    async with sessions.begin() as session:
-        return await ledger.close(session, str(event.renewal_id), event.status, _now())
+async def close_renewals(events: Sequence[RenewalClosed], sessions: Sessions) -> list[bool]:
+    """The journey service says these renewals closed: their prescriptions may be requested anew
+    (a redelivered event changes nothing more), in one transaction. One answer per event: False
+    for a renewal this intake does not have."""
+    closings = [(str(event.renewal_id), event.status) for event in events]
+    engine: AsyncEngine = sessions.kw["bind"]
+    async with engine.begin() as connection:
+        here = await connection.run_sync(ledger.close, closings, _now())
+    return [renewal_id in here for renewal_id, _ in closings]
 
 
 @dataclass(frozen=True)

@@ -255,15 +255,42 @@ async def test_once_the_journey_says_it_closed_the_prescription_may_be_renewed_a
     await published(sessions)
     assert (await request(sessions, renewal_request())).renewal_id == first, "open until told"
 
-    assert await handlers.close_renewal(closed(first), sessions)
-    assert await handlers.close_renewal(closed(first), sessions), "told again: nothing more"
+    assert await handlers.close_renewals([closed(first)], sessions) == [True]
+    assert await handlers.close_renewals([closed(first)], sessions) == [True], "told again"
 
     second = await request(sessions, renewal_request())
     assert second.renewal_id != first
     assert len(await staged(sessions)) == 2
     again = await request(sessions, renewal_request(), "key-1")
     assert (again.renewal_id, again.status) == (first, IntakeStatus.CARE_TEAM_UNAVAILABLE)
-    assert not await handlers.close_renewal(closed(uuid4()), sessions), "not one of ours"
+    assert await handlers.close_renewals([closed(uuid4())], sessions) == [False], "not ours"
+
+
+async def test_closings_read_together_close_each_renewal_once_and_keep_a_status_s_time(
+    sessions: Sessions,
+) -> None:
+    first = (await request(sessions, renewal_request("1"))).renewal_id
+    second = (await request(sessions, renewal_request("2"))).renewal_id
+
+    answers = await handlers.close_renewals(
+        [closed(first, "sent"), closed(uuid4()), closed(second, "draft_deleted")], sessions
+    )
+    assert answers == [True, False, True]
+    since = await status_since(sessions, first)
+    assert await handlers.close_renewals([closed(first, "sent")], sessions) == [True]
+
+    assert await status_since(sessions, first) == since, "the same status: its time is kept"
+    async with sessions() as session:
+        rows = {row.id: row for row in await session.scalars(select(RenewalRow))}
+    assert (rows[str(first)].status, rows[str(second)].status) == ("sent", "draft_deleted")
+    assert rows[str(first)].open_key is None and rows[str(second)].open_key is None
+
+
+async def status_since(sessions: Sessions, renewal_id: UUID) -> datetime:
+    async with sessions() as session:
+        row = await session.get(RenewalRow, str(renewal_id))
+        assert row is not None
+        return row.status_since
 
 
 async def test_a_key_reused_for_another_prescription_is_refused(sessions: Sessions) -> None:

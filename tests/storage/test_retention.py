@@ -208,7 +208,8 @@ async def test_months_of_renewals_leave_each_intake_table_at_what_its_retention_
         for event in await published(sessions):
             if isinstance(event, RenewalRequested):
                 closed = {"renewal_id": event.renewal_id, "status": "care_team_unavailable"}
-                assert await handlers.close_renewal(RenewalClosed.model_validate(closed), sessions)
+                closing = RenewalClosed.model_validate(closed)
+                assert await handlers.close_renewals([closing], sessions) == [True]
         clock.now += timedelta(hours=1)
         await pruner.prune(clock.now)
         sizes.append(await counts(sessions, RenewalRow, OutboxRow, ProcessedEventRow))

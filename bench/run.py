@@ -309,6 +309,10 @@ def table(results: dict[str, Any]) -> str:
             _per_service(results["rxsm_tracing_off"]),
         ),
         ("  again", _per_service(results["rxsm_tracing_off_again"])),
+        (
+            "idle CPU per service, tracing on (ms per second)",
+            ", ".join(f"{k} {v}" for k, v in on.get("idle_cpu_ms_per_s_by_service", {}).items()),
+        ),
         ("HTTP ingress, tracing on (target >= 300/core)", _ingress(on.get("http_ingress"))),
         (
             "HTTP ingress, tracing off",

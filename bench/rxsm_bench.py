@@ -208,9 +208,14 @@ def feeder(journeys: Journeys) -> Callable[[int], tuple[bytes, bytes]]:
 
 
 async def drive(
-    bootstrap: str, count: int, rate: float | None, journeys: Journeys
+    bootstrap: str,
+    count: int,
+    rate: float | None,
+    journeys: Journeys,
+    feeding: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
-    """Feed ``count`` renewal requests; returns (start, time the last draft was created)."""
+    """Feed ``count`` renewal requests; returns (start, time the last draft was created).
+    ``feeding`` is called once the sink listens, right before the first request goes out."""
 
     def seen(topic: str, event: dict[str, Any], now: float) -> int:
         return journeys.on_event(topic, event, now).count("drafted")
@@ -221,9 +226,33 @@ async def drive(
         )
     )
     await asyncio.sleep(2)
+    feeding()
     started = await feed(bootstrap, topics.RENEWAL_REQUESTS, count, feeder(journeys), rate=rate)
     finished = await sink
     return started, finished
+
+
+class CpuWindow:
+    """The services' CPU seconds between ``start`` and ``stop`` (from /proc), and the window's
+    length on the clock."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self.procs = procs
+        self.started_at, self.before = time.monotonic(), self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {proc.name: proc.cpu_seconds() for proc in self.procs}
+
+    def start(self) -> None:
+        self.started_at, self.before = time.monotonic(), self._now()
+
+    def used(self) -> tuple[dict[str, float], float]:
+        """CPU seconds per service since ``start``, and the seconds elapsed."""
+        now = self._now()
+        return (
+            {name: now[name] - self.before[name] for name in now},
+            time.monotonic() - self.started_at,
+        )
 
 
 async def send_all(
@@ -279,11 +308,17 @@ async def run_flow(
         warm = Journeys()
         await drive(bootstrap, 50, None, warm)
         journeys = Journeys()
-        cpu_before = {p.name: p.cpu_seconds() for p in services.procs}
+        idle = CpuWindow(services.procs)
+        await asyncio.sleep(2)
+        idle_used, idle_seconds = idle.used()
+        window = CpuWindow(services.procs)
         with profiled(services.procs, profile_dir) if profile_dir else nullcontext():
-            started, finished = await drive(bootstrap, count, None, journeys)
-        cpu_used = {p.name: p.cpu_seconds() - cpu_before[p.name] for p in services.procs}
+            started, finished = await drive(bootstrap, count, None, journeys, window.start)
+        cpu_used, _ = window.used()
         result: dict[str, Any] = {
+            "idle_cpu_ms_per_s_by_service": {
+                name: round(used / idle_seconds * 1000, 1) for name, used in idle_used.items()
+            },
             "renewals": count,
             "throughput_renewals_s": round(count / (finished - started), 1),
             "cpu_s_per_1000": round(sum(cpu_used.values()) / count * 1000, 2),

@@ -1,10 +1,17 @@
 """SQLAlchemy 2 async engines: SQLite (embedded default) or PostgreSQL, chosen by one URL."""
 
+import asyncio
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import DateTime, Dialect, TypeDecorator, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import DateTime, Dialect, TypeDecorator, create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,16 +29,78 @@ def make_engine(url: str) -> AsyncEngine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _sqlite_pragmas(connection, _):  # type: ignore[no-untyped-def]
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@dataclass
+class _DatabaseThread:
+    """A SQLite file's own thread, with a plain (sync) engine on the same file."""
+
+    engine: Engine
+    thread: ThreadPoolExecutor
+
+
+T = TypeVar("T")
+
+_THREADS: "WeakKeyDictionary[AsyncEngine, _DatabaseThread]" = WeakKeyDictionary()
+
+
+def _thread_of(engine: AsyncEngine) -> _DatabaseThread | None:
+    """The database thread of a SQLite file's engine (made on first use); None on PostgreSQL or an
+    in-memory SQLite database (which another engine would not see)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    found = _THREADS.get(engine)
+    if found is None:
+        sync = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": 30})
+        event.listen(sync, "connect", _sqlite_pragmas)
+        found = _THREADS[engine] = _DatabaseThread(
+            sync, ThreadPoolExecutor(1, thread_name_prefix="rxsm-database")
+        )
+    return found
+
+
+async def in_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+    """``work`` run in one transaction of plain SQL (SQLAlchemy Core on a sync ``Connection``),
+    committed when it returns and rolled back when it raises.
+
+    On a SQLite file the whole transaction runs on the file's own database thread, with the plain
+    sqlite3 driver: one hand-off per transaction, where aiosqlite makes one per statement (measured:
+    half the CPU and the time of a five-statement transaction). On PostgreSQL it runs on one of
+    the async engine's connections (asyncpg makes no thread hand-off). The caller's context
+    (its current span) goes with the work."""
+    database = _thread_of(engine)
+    if database is None:
+        async with engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    def transaction() -> T:
+        with database.engine.begin() as connection:
+            return work(connection)
+
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        database.thread, context.run, transaction
+    )
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close ``engine``'s connections, and its database thread's."""
+    await engine.dispose()
+    database = _THREADS.pop(engine, None)
+    if database is not None:
+        await asyncio.get_running_loop().run_in_executor(database.thread, database.engine.dispose)
+        database.thread.shutdown(wait=False)
 
 
 def missing_sqlite_file(url: str) -> bool:

@@ -49,7 +49,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from plumbing.database import UtcDateTime
+from plumbing.database import UtcDateTime, in_transaction
 from plumbing.metrics import SetAsideGauge
 from plumbing.publishing import EVENT_TYPE_HEADER
 from schemas.events import Event
@@ -373,13 +373,13 @@ class OutboxRelay:
         ]
         if not done:
             return
+        marked = (
+            update(OutboxRow)
+            .where(OutboxRow.event_id.in_(done), OutboxRow.published_at.is_(None))
+            .values(published_at=_now())
+        )
         try:
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.event_id.in_(done), OutboxRow.published_at.is_(None))
-                    .values(published_at=_now())
-                )
+            await in_transaction(self._sessions.kw["bind"], lambda sync: sync.execute(marked))
         except Exception as error:
             log.warning("outbox rows not marked published", error_type=type(error).__name__)
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
 
 from plumbing.broker import make_broker
-from plumbing.database import make_engine, session_factory
+from plumbing.database import dispose, make_engine, session_factory
 from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.http import service_app
 from plumbing.logs import configure_logging
@@ -89,7 +89,7 @@ def create_app(
         try:
             yield
         finally:
-            await engine.dispose()
+            await dispose(engine)
 
     app = service_app(
         IDENTITY,

@@ -18,6 +18,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from plumbing.database import in_transaction
 from plumbing.outbox import ProcessedEventRow, outbox_record, stage_all
 from schemas.events import RenewalClosed
 from schemas.vocabulary import Cohort, Ehr
@@ -91,8 +92,7 @@ async def record_steps(
         writes.save(connection, batch.renewals)
         return recorded
 
-    async with engine.begin() as connection:
-        results: list[Recorded | None] = await connection.run_sync(work)
+    results = await in_transaction(engine, work)
     if publish is not None:
         publish(writes.staged)
     return results

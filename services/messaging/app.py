@@ -9,7 +9,7 @@ from faststream import FastStream
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from plumbing.broker import make_broker
-from plumbing.database import make_engine, session_factory
+from plumbing.database import dispose, make_engine, session_factory
 from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
@@ -95,7 +95,7 @@ def create_app(
         finally:
             flags.close()
             await deps.upstream.close()
-            await engine.dispose()
+            await dispose(engine)
 
     async def drain_outbox() -> None:
         """Publish what the outbox still holds while the producer is open (on shutdown)."""

@@ -24,9 +24,10 @@ from uuid import UUID, uuid4
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.batches import Within, alone
+from plumbing.database import in_transaction
 from plumbing.logs import get_logger
 from plumbing.outbox import (
     ProcessedEventRow,
@@ -149,11 +150,9 @@ async def create_renewal_drafts(
     team" gets no draft (None): its reason is recorded, so the Veteran asking for the draft is told
     why there is none. Each draft is made within ``within(i)``, so it and its event carry the trace
     of the outcome that asked for it."""
-    engine: AsyncEngine = deps.sessions.kw["bind"]
-    async with engine.begin() as connection:
-        made: Drafted = await connection.run_sync(
-            lambda sync: _draft_batch(sync, outcomes, deps, within)
-        )
+    made = await in_transaction(
+        deps.sessions.kw["bind"], lambda sync: _draft_batch(sync, outcomes, deps, within)
+    )
     _publish(deps, made.staged)
     return made.results
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from plumbing.batches import Group
 from plumbing.broker import make_broker
-from plumbing.database import make_engine, session_factory
+from plumbing.database import dispose, make_engine, session_factory
 from plumbing.deadletter import RETRY_POLICY, Settlement
 from plumbing.flags import FeatureFlags
 from plumbing.http import service_app
@@ -102,7 +102,7 @@ def create_app(
             yield
         finally:
             flags.close()
-            await engine.dispose()
+            await dispose(engine)
 
     app = service_app(
         IDENTITY,

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from plumbing.batches import Within, alone
+from plumbing.database import in_transaction
 from plumbing.flags import RENEWAL_FLOW, RENEWAL_FLOW_ORACLE_HEALTH, RENEWAL_FLOW_VISTA
 from plumbing.outbox import EventTooLarge, SetAside, outbox_record, stage, stage_all
 from schemas.events import RenewalClosed, RenewalRefused, RenewalRequested
@@ -196,11 +197,9 @@ async def request_renewals(
     engine: AsyncEngine = sessions.kw["bind"]
     for attempt in range(INTEGRITY_RETRIES + 1):
         try:
-            async with engine.begin() as connection:
-                intakes: Intakes = await connection.run_sync(
-                    lambda sync: _intake_batch(sync, asks, verdicts, flags, within)
-                )
-                return intakes
+            return await in_transaction(
+                engine, lambda sync: _intake_batch(sync, asks, verdicts, flags, within)
+            )
         except IntegrityError:
             if attempt == INTEGRITY_RETRIES:
                 raise
@@ -513,9 +512,8 @@ async def close_renewals(events: Sequence[RenewalClosed], sessions: Sessions) ->
     (a redelivered event changes nothing more), in one transaction. One answer per event: False
     for a renewal this intake does not have."""
     closings = [(str(event.renewal_id), event.status) for event in events]
-    engine: AsyncEngine = sessions.kw["bind"]
-    async with engine.begin() as connection:
-        here = await connection.run_sync(ledger.close, closings, _now())
+    at = _now()
+    here = await in_transaction(sessions.kw["bind"], lambda sync: ledger.close(sync, closings, at))
     return [renewal_id in here for renewal_id, _ in closings]
 
 

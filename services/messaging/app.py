@@ -128,10 +128,8 @@ def create_app(
 
 
 def asyncapi_app() -> FastStream:
-    """The service for FastStream's CLI: ``faststream docs gen --factory
-    services.messaging.app:asyncapi_app`` writes its AsyncAPI document (as ``rxsm asyncapi`` does),
-    ``faststream run --factory services.messaging.app:asyncapi_app`` serves it (as ``rxsm
-    serve``)."""
-    from rxsm.asyncapi import ServiceApplication
+    """The service for FastStream's CLI (``faststream docs gen`` / ``run --factory``; see
+    rxsm.asyncapi)."""
+    from rxsm.asyncapi import application
 
-    return ServiceApplication(IDENTITY.name, create_app())
+    return application(IDENTITY.name)

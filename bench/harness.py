@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -125,6 +126,23 @@ async def collect(
         await consumer.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far (from /proc, in 10 ms ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used so far, on all cores (/proc/stat: all
+    time but idle and iowait; steal counts, since another guest had the core)."""
+    times = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = times[3], times[4]
+    return (sum(times[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+CORES = os.cpu_count() or 1
+
+
 @dataclass
 class Proc:
     """A child process and its costs, read from /proc."""
@@ -137,9 +155,7 @@ class Proc:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        return ticks / 100
+        return cpu_seconds(self.pid)
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -156,6 +172,45 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass(frozen=True)
+class Used:
+    """CPU seconds used over a window: by each process watched, by the broker (None when not
+    watched), by the whole machine; and the window's length on the clock."""
+
+    by_process: dict[str, float]
+    broker: float | None
+    machine: float
+    seconds: float
+
+
+class CpuWindow:
+    """CPU used between ``start`` and ``used`` by ``procs``, the broker's process and the machine."""
+
+    def __init__(self, procs: list[Proc], broker_pid: int | None = None) -> None:
+        self.procs, self.broker_pid = procs, broker_pid
+        self.start()
+
+    def _now(self) -> Used:
+        return Used(
+            {proc.name: proc.cpu_seconds() for proc in self.procs},
+            cpu_seconds(self.broker_pid) if self.broker_pid else None,
+            machine_busy_seconds(),
+            time.monotonic(),
+        )
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def used(self) -> Used:
+        now, before = self._now(), self.before
+        return Used(
+            {name: now.by_process[name] - before.by_process[name] for name in now.by_process},
+            None if now.broker is None or before.broker is None else now.broker - before.broker,
+            now.machine - before.machine,
+            now.seconds - before.seconds,
+        )
 
 
 def spawn(

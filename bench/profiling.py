@@ -8,6 +8,7 @@ share of samples by library or rxsm package (the innermost frame that belongs to
 functions with the most samples of their own.
 """
 
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,10 @@ AREAS = (
     ("logging/", "structlog + logging"),
     ("prometheus_client/", "prometheus"),
     ("openfeature/", "openfeature"),
+    ("json_logic/", "openfeature"),
+    ("google/protobuf/", "opentelemetry"),
+    ("requests/", "opentelemetry"),
+    ("urllib3/", "opentelemetry"),
     ("starlette/", "fastapi + uvicorn"),
     ("fastapi/", "fastapi + uvicorn"),
     ("uvicorn/", "fastapi + uvicorn"),
@@ -50,9 +55,23 @@ AREAS = (
 )
 
 
+ROOT = Path(__file__).resolve().parent.parent
+INSTALLED = re.compile(
+    r"\((?:[^()]*/(?:site-packages|dist-packages|lib/python3\.\d+)/|" + re.escape(f"{ROOT}/") + ")"
+)
+
+
+def shorten(frame: str) -> str:
+    """``function (path:line)`` with the path from its package on: py-spy runs with full file
+    names, since its own shortening drops the package of namespace packages (OpenTelemetry's
+    ``opentelemetry/sdk/trace/__init__.py`` became ``trace/__init__.py``), which hid them."""
+    return INSTALLED.sub("(", frame)
+
+
 def area_of(frame: str) -> str | None:
+    path = frame[frame.rfind("(") + 1 :]
     for marker, area in AREAS:
-        if marker in frame:
+        if path.startswith(marker):
             return area
     return None
 
@@ -67,7 +86,7 @@ def summarise(folded: str, top: int = 15) -> str:
         if not stack or not count.isdigit():
             continue
         samples = int(count)
-        frames = stack.split(";")
+        frames = [shorten(frame) for frame in stack.split(";")]
         total += samples
         leaves[frames[-1]] += samples
         areas[next((a for f in reversed(frames) if (a := area_of(f))), "other")] += samples
@@ -110,6 +129,7 @@ def profiled(procs: list[Proc], out: Path, rate: int = 100) -> Iterator[None]:
                     str(rate),
                     "--gil",
                     "--nonblocking",
+                    "--full-filenames",
                     "--format",
                     "raw",
                     "--output",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from bench.harness import Latency, Proc, collect, create_topics, feed, spawn
+from bench.harness import CORES, CpuWindow, Latency, Proc, collect, create_topics, feed, spawn
 from bench.raw_pipeline import record
 
 
@@ -19,8 +19,11 @@ async def run_raw(
     seconds: float,
     logs: Path,
     at: Sequence[float] = (),
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Throughput flat out, latency at ``rate``/s, and (``latency_at``) at each rate of ``at``."""
+    """Throughput flat out, latency at ``rate``/s, and (``latency_at``) at each rate of ``at``; the
+    CPU per record flat out of the hops, the broker (``broker_pid``) and the whole machine, and the
+    share of the machine busy at each rate of ``at``."""
     run = uuid4().hex[:6]
     names = [f"bench.raw.{run}.{hop}" for hop in range(4)]
     await create_topics(bootstrap, names, partitions)
@@ -58,9 +61,16 @@ async def run_raw(
         latency.samples.clear()
         sink = asyncio.create_task(collect(bootstrap, [names[3]], count, seen))
         await asyncio.sleep(1)
+        window = CpuWindow(hops, broker_pid)
         started = await feed(bootstrap, names[0], count, make)
         finished = await sink
+        used = window.used()
         throughput = count / (finished - started)
+        flat_out = {
+            "hops": round(sum(used.by_process.values()) / count * 1000, 3),
+            "broker": None if used.broker is None else round(used.broker / count * 1000, 3),
+            "machine": round(used.machine / count * 1000, 3),
+        }
 
         latency = Latency()
         fixed = int(rate * seconds)
@@ -76,11 +86,17 @@ async def run_raw(
             fixed = max(int(other * seconds), 20)
             sink = asyncio.create_task(collect(bootstrap, [names[3]], fixed, seen))
             await asyncio.sleep(1)
+            window = CpuWindow([])
             await feed(bootstrap, names[0], fixed, make, rate=other)
             await sink
-            at_rates[f"{other:g}"] = latency.summary()
+            used = window.used()
+            at_rates[f"{other:g}"] = {
+                **latency.summary(),
+                "machine_busy_share": round(used.machine / (used.seconds * CORES), 3),
+            }
         return {
             "throughput_msg_s": round(throughput, 1),
+            "cpu_ms_per_record_flat_out": flat_out,
             "latency_at_rate": latency_at_rate,
             "latency_at": at_rates,
             "peak_rss_mb": {hop.name: hop.peak_rss_mb() for hop in hops},

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import httpx
 
-from bench.harness import Latency, Proc, collect, feed, spawn
+from bench.harness import CORES, CpuWindow, Latency, Proc, collect, feed, spawn
 from bench.ingress_bench import rxsm_ingress
 from bench.profiling import profiled
 from demo.requests import VETERAN, renewal_request
@@ -232,29 +232,6 @@ async def drive(
     return started, finished
 
 
-class CpuWindow:
-    """The services' CPU seconds between ``start`` and ``stop`` (from /proc), and the window's
-    length on the clock."""
-
-    def __init__(self, procs: list[Proc]) -> None:
-        self.procs = procs
-        self.started_at, self.before = time.monotonic(), self._now()
-
-    def _now(self) -> dict[str, float]:
-        return {proc.name: proc.cpu_seconds() for proc in self.procs}
-
-    def start(self) -> None:
-        self.started_at, self.before = time.monotonic(), self._now()
-
-    def used(self) -> tuple[dict[str, float], float]:
-        """CPU seconds per service since ``start``, and the seconds elapsed."""
-        now = self._now()
-        return (
-            {name: now[name] - self.before[name] for name in now},
-            time.monotonic() - self.started_at,
-        )
-
-
 async def send_all(
     services: Services, drafts: list[str], concurrency: int = 16
 ) -> tuple[float, int]:
@@ -293,11 +270,13 @@ async def run_flow(
     sends: bool = False,
     profile_dir: Path | None = None,
     ingress: int = 0,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """The flow's throughput and CPU; with ``sends``, half its drafts sent flat out (the send path's
     capacity) and the other half at half that rate (its latency); with ``rate``, latency at that
     offered rate and at 50% and 80% of the measured capacity; with ``ingress``, that many HTTP requests to the renewal
-    service's ingress (bench/ingress_bench.py); the spans each service dropped, from /metrics."""
+    service's ingress (bench/ingress_bench.py); the spans each service dropped, from /metrics.
+    With ``broker_pid``, the broker's CPU per renewal beside the services' and the machine's."""
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
@@ -310,22 +289,27 @@ async def run_flow(
         journeys = Journeys()
         idle = CpuWindow(services.procs)
         await asyncio.sleep(2)
-        idle_used, idle_seconds = idle.used()
-        window = CpuWindow(services.procs)
+        idle_used = idle.used()
+        window = CpuWindow(services.procs, broker_pid)
         with profiled(services.procs, profile_dir) if profile_dir else nullcontext():
             started, finished = await drive(bootstrap, count, None, journeys, window.start)
-        cpu_used, _ = window.used()
+        used = window.used()
         result: dict[str, Any] = {
             "idle_cpu_ms_per_s_by_service": {
-                name: round(used / idle_seconds * 1000, 1) for name, used in idle_used.items()
+                name: round(cpu / idle_used.seconds * 1000, 1)
+                for name, cpu in idle_used.by_process.items()
             },
             "renewals": count,
             "throughput_renewals_s": round(count / (finished - started), 1),
-            "cpu_s_per_1000": round(sum(cpu_used.values()) / count * 1000, 2),
+            "cpu_s_per_1000": round(sum(used.by_process.values()) / count * 1000, 2),
             "cpu_s_per_1000_by_service": {
-                name: round(used / count * 1000, 2) for name, used in cpu_used.items()
+                name: round(cpu / count * 1000, 2) for name, cpu in used.by_process.items()
             },
+            "machine_cpu_ms_per_renewal": round(used.machine / count * 1000, 2),
+            "machine_busy_share": round(used.machine / (used.seconds * CORES), 3),
         }
+        if used.broker is not None:
+            result["broker_cpu_ms_per_renewal"] = round(used.broker / count * 1000, 2)
         if sends:
             drafts = list(journeys.drafts.values())
             flat_out, paced = drafts[: len(drafts) // 2], drafts[len(drafts) // 2 :]
@@ -363,10 +347,13 @@ async def latency_at(
     run measured: latency from request to each hop's event, and to the draft."""
     count = max(int(rate * seconds), 20)
     journeys = Journeys()
-    await drive(bootstrap, count, rate, journeys)
+    window = CpuWindow([])
+    await drive(bootstrap, count, rate, journeys, window.start)
+    used = window.used()
     return {
         "offered_per_s": round(rate, 1),
         "renewals": count,
+        "machine_busy_share": round(used.machine / (used.seconds * CORES), 3),
         "request_to_draft": journeys.to_draft.summary(),
         "request_to_stage_p50_ms": {
             stage: latency.summary()["p50_ms"] for stage, latency in journeys.stages.items()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.profiling import summarise
+from bench.profiling import ROOT, summarise
 from bench.rxsm_bench import Journeys, Sends
 
 
@@ -72,6 +72,25 @@ def test_a_profile_summary_gives_shares_by_area_and_by_function() -> None:
     assert " 20.0%  rxsm renewal service" in summary
     assert " 20.0%  opentelemetry" in summary
     assert " 60.0%  execute (sqlalchemy/orm/session.py:2283)" in summary
+
+
+def test_a_profile_names_libraries_by_their_package_from_py_spys_full_file_names() -> None:
+    site = "/srv/.venv/lib/python3.11/site-packages"
+    folded = "\n".join(
+        [
+            f"run (/usr/lib/python3.11/asyncio/events.py:80);"
+            f"start_span ({site}/opentelemetry/sdk/trace/__init__.py:1107) 3",
+            f"run (/usr/lib/python3.11/asyncio/events.py:80);"
+            f"is_on ({ROOT}/plumbing/flags.py:149);apply ({site}/json_logic/apply.py:8) 1",
+        ]
+    )
+
+    summary = summarise(folded)
+
+    assert " 75.0%  opentelemetry" in summary
+    assert " 25.0%  openfeature" in summary
+    assert " 75.0%  start_span (opentelemetry/sdk/trace/__init__.py:1107)" in summary
+    assert " 25.0%  apply (json_logic/apply.py:8)" in summary
 
 
 def test_an_empty_profile_says_so() -> None:

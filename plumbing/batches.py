@@ -36,6 +36,9 @@ from plumbing.telemetry import annotate, record_span
 E = TypeVar("E")
 R = TypeVar("R")
 T = TypeVar("T")
+Records = tuple[ConsumerRecord, ...]
+"""What a batch subscriber takes: its records as Kafka gave them (``broker.subscribe`` has FastStream
+decode nothing, since ``Batch`` reads each record itself)."""
 Within = Callable[[int], AbstractContextManager[object]]
 """``within(i)``: the context the i-th event of a batch is processed in."""
 

@@ -7,9 +7,9 @@ FastStream documents what a service's broker consumes. What it cannot see is add
   parked on the consumer group's retry topics (a send operation on the retry topic's channel, whose
   messages carry the retry headers);
 - what a batch subscriber takes. Its handler reads raw records (to settle each one alone), so
-  FastStream sees no body and writes a null payload. Each record is one event, the same the topic's
-  publisher sends and its retry consumer takes, read up to ``BATCH_RECORDS`` at a time: the payload
-  is that event (a list is how the handler sees them, never what a record holds);
+  FastStream sees no event and writes a payload of its own making. Each record is one event, the
+  same the topic's publisher sends and its retry consumer takes, read up to ``BATCH_RECORDS`` at a
+  time: the payload is that event (a list is how the handler sees them, never what a record holds);
 - PHI sealed on the wire (schemas/sealing.py): every event in its wire shape, ``sealed`` in place of
   its PHI fields, as in the exported JSON Schemas (schemas/json);
 - the Kafka cluster: one server whose host is the variable ``bootstrap_servers``, its default the
@@ -347,7 +347,8 @@ def _references(node: Any) -> Iterator[str]:
 
 
 def _drop_unused_schemas(content: dict[str, Any]) -> None:
-    """Schemas no message reaches any more (a model's PHI fields, once sealed; a null payload)."""
+    """Schemas no message reaches any more (a model's PHI fields, once sealed; the payload FastStream
+    made for a batch handler)."""
     schemas = content["components"]["schemas"]
     prefix = "#/components/schemas/"
     outside = {key: value for key, value in content.items() if key != "components"}

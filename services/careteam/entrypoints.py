@@ -7,13 +7,13 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaRouter
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import AliasGenerator, BaseModel, ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from plumbing.auth import VeteranId
-from plumbing.batches import Batch
+from plumbing.batches import Batch, Records
 from plumbing.broker import subscribe
 from plumbing.deadletter import Settlement
 from plumbing.http import API_ERRORS, Problem, problem
@@ -59,7 +59,7 @@ def on_renewal_requested(bound: Bound) -> Callable[[RenewalRequested], Awaitable
     return on_renewal_requested
 
 
-def on_renewal_requests(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
+def on_renewal_requests(bound: Bound) -> Callable[[Records], Awaitable[None]]:
     """A batch of renewals: their care teams resolved and published together, and one commit of
     offsets; each record keeps its own span and fate (plumbing.batches)."""
 
@@ -80,8 +80,8 @@ def on_renewal_requests(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None
         report=report,
     )
 
-    async def on_renewal_requests(message: KafkaMessage) -> None:
-        await batch.consume(message.raw_message)
+    async def on_renewal_requests(records: Records) -> None:
+        await batch.consume(records)
 
     return on_renewal_requests
 

@@ -10,13 +10,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaRouter
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, Field, TypeAdapter
 
 from plumbing import http as http_problems
 from plumbing.auth import Caller, VeteranOrService
-from plumbing.batches import Batch, Within
+from plumbing.batches import Batch, Records, Within
 from plumbing.broker import subscribe
 from plumbing.deadletter import Settlement
 from plumbing.identity import ServiceIdentity
@@ -114,7 +114,7 @@ def _traces(count: int, within: Within) -> list[str | None]:
     return traces
 
 
-def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
+def on_journey_batch(bound: Bound) -> Callable[[Records], Awaitable[None]]:
     """A batch of journey events, recorded in one transaction (and one commit of offsets); each
     record keeps its own span and fate (see plumbing.batches). One that fails alone is parked on
     the group's retry topic, where ``on_journey_event`` takes it. A record the journey cannot read
@@ -140,8 +140,8 @@ def on_journey_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
         report=lambda event, recorded: _report_step(event, recorded, bound.metrics),
     )
 
-    async def on_journey_batch(message: KafkaMessage) -> None:
-        await batch.consume(message.raw_message)
+    async def on_journey_batch(records: Records) -> None:
+        await batch.consume(records)
 
     return on_journey_batch
 

@@ -19,13 +19,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaRouter
 from opentelemetry.metrics import Counter, Histogram
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from plumbing.auth import VeteranId
-from plumbing.batches import Batch
+from plumbing.batches import Batch, Records
 from plumbing.broker import subscribe
 from plumbing.deadletter import Settlement
 from plumbing.http import API_ERRORS, Problem, problem
@@ -113,7 +113,7 @@ def on_care_teams(bound: Bound) -> Callable[[CareTeamsOutcome], Awaitable[None]]
 CARE_TEAMS_OUTCOME: TypeAdapter[CareTeamsOutcome] = TypeAdapter(CareTeamsOutcome)
 
 
-def on_care_teams_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None]]:
+def on_care_teams_batch(bound: Bound) -> Callable[[Records], Awaitable[None]]:
     """A batch of care-team outcomes: their drafts made in one transaction (and one commit of
     offsets); each record keeps its own span and fate (see plumbing.batches)."""
     deps, metrics = bound.deps, bound.metrics
@@ -140,8 +140,8 @@ def on_care_teams_batch(bound: Bound) -> Callable[[KafkaMessage], Awaitable[None
         report=report,
     )
 
-    async def on_care_teams_batch(message: KafkaMessage) -> None:
-        await batch.consume(message.raw_message)
+    async def on_care_teams_batch(records: Records) -> None:
+        await batch.consume(records)
 
     return on_care_teams_batch
 

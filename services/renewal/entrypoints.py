@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plumbing import http as http_problems
 from plumbing.auth import Caller, MedicationsApp, VeteranOrService
-from plumbing.batches import Batch, Group, Within, alone
+from plumbing.batches import Batch, Group, Records, Within, alone
 from plumbing.broker import subscribe
 from plumbing.deadletter import PermanentError, Settlement
 from plumbing.identity import ServiceIdentity
@@ -168,7 +168,7 @@ def _report_ingress(_: Ingress, outcome: handlers.Outcome | PermanentError | Non
         _report_refused(outcome, "kafka")
 
 
-def ingress(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
+def ingress(intake: Intake) -> Callable[[Records], Awaitable[None]]:
     """The ingress topic's batch subscriber: a batch of requests in one transaction (and one
     commit of offsets), each record with its own span and fate (plumbing.batches)."""
 
@@ -201,9 +201,9 @@ def ingress(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
         read=read_ingress,
     )
 
-    async def on_renewal_requests(message: KafkaMessage) -> None:
+    async def on_renewal_requests(records: Records) -> None:
         """A batch of renewal requests from the ingress topic (see ``on_renewal_request``)."""
-        await batch.consume(message.raw_message)
+        await batch.consume(records)
 
     return on_renewal_requests
 
@@ -278,7 +278,7 @@ def on_renewal_closed(sessions: Sessions) -> Callable[[RenewalClosed], Awaitable
     return on_renewal_closed
 
 
-def closings(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
+def closings(intake: Intake) -> Callable[[Records], Awaitable[None]]:
     """The journey service's closings in batches: one transaction and one commit of offsets per
     batch, each record with its own span and fate (plumbing.batches)."""
 
@@ -296,8 +296,8 @@ def closings(intake: Intake) -> Callable[[KafkaMessage], Awaitable[None]]:
         report=_report_closed,
     )
 
-    async def on_renewals_closed(message: KafkaMessage) -> None:
-        await batch.consume(message.raw_message)
+    async def on_renewals_closed(records: Records) -> None:
+        await batch.consume(records)
 
     return on_renewals_closed
 

@@ -241,6 +241,8 @@ def latency_rows(run: dict[str, Any], raw: dict[str, Any] | None = None) -> list
         by_hop = run.get(f"request_to_stage_{q}_ms", {})
         stages = " / ".join(f"{v}" for v in by_hop.values())
         rows.append((f"  {q} by hop at {rate}: requested/teams/draft", f"{stages} ms"))
+    if raw is None and "machine_busy_share" in run:
+        rows.append((f"  machine busy at {rate}", _share(run["machine_busy_share"])))
     if raw is not None:
         raw_p99 = float(raw["p99_ms"])
         ratio = run["request_to_draft"]["p99_ms"] / raw_p99 if raw_p99 else float("nan")

@@ -44,8 +44,25 @@ class Latency:
         }
 
 
+RUNNING: list["Proc | LocalKafka"] = []
+"""Every process and broker the bench started, so that ``stop_everything`` ends whatever an
+interrupted or failed run left behind."""
+
+
+def stop_everything() -> None:
+    """Stop what the bench started and is still running: the processes, then the brokers."""
+    for started in reversed(RUNNING):
+        if isinstance(started, Proc):
+            started.stop()
+    for started in RUNNING:
+        if isinstance(started, LocalKafka):
+            started.stop()
+    RUNNING.clear()
+
+
 def private_broker(root: Path) -> LocalKafka:
     kafka = LocalKafka(port=free_port(), data_dir=root / f"kafka-{uuid4().hex[:6]}")
+    RUNNING.append(kafka)
     kafka.start()
     return kafka
 
@@ -163,12 +180,12 @@ class Proc:
                 return round(int(line.split()[1]) / 1024, 1)
         return float("nan")
 
-    def stop(self) -> None:
-        """Stop gracefully (uvicorn shuts down on SIGINT as on SIGTERM); killed after 60 s."""
+    def stop(self, grace: float = 60) -> None:
+        """Stop gracefully (uvicorn shuts down on SIGINT as on SIGTERM); killed after ``grace`` s."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=60)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -220,7 +237,9 @@ def spawn(
     process = subprocess.Popen(
         [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT
     )
-    return Proc(name, process)
+    proc = Proc(name, process)
+    RUNNING.append(proc)
+    return proc
 
 
 def jvm_peak_rss_mb(pid: int | None) -> float:

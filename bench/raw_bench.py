@@ -104,7 +104,7 @@ async def run_raw(
         }
     finally:
         for hop in hops:
-            hop.stop()
+            hop.stop(grace=10)
 
 
 if __name__ == "__main__":

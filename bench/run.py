@@ -8,16 +8,18 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from uuid import uuid4
 
 import localpostgres
-from bench.harness import CORES, jvm_peak_rss_mb, private_broker
+from bench.harness import CORES, jvm_peak_rss_mb, private_broker, stop_everything
 from bench.ingress_bench import bare_ingress
 from bench.otlp_sink import OtlpSink
 from bench.raw_bench import run_raw
@@ -395,10 +397,20 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    """Measure, then print the table. Interrupted (Ctrl-C, SIGTERM) or failed, the bench stops
+    every process and broker it started before it exits."""
+    signal.signal(signal.SIGTERM, _terminated)
     recorder = Recorder()
     with tempfile.TemporaryDirectory(prefix="rxsm-bench-") as root:
-        asyncio.run(measure(Path(root), recorder))
+        try:
+            asyncio.run(measure(Path(root), recorder))
+        finally:
+            stop_everything()
     recorder.record("ratios", ratios(recorder.results))
     recorder.record("complete", True)
     say("")

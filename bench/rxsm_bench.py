@@ -110,7 +110,7 @@ class Services:
             proc.stop()
 
 
-def start_services(
+async def start_services(
     bootstrap: str,
     data_dir: Path,
     otlp: str | None,
@@ -155,27 +155,38 @@ def start_services(
             ports[name].append(port)
     services = Services(procs, ports)
     try:
-        wait_healthy(services)
+        await wait_healthy(services)
     except RuntimeError:
         services.stop()
-        for log in sorted(logs.glob("*.log")):
-            print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+        _print_tails(logs)
         raise
     return services
 
 
-def wait_healthy(services: Services, within: float = 120) -> None:
+def _print_tails(logs: Path) -> None:
+    """The last lines of each service's log, for a service that did not start."""
+    for log in sorted(logs.glob("*.log")):
+        print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+
+
+async def wait_healthy(services: Services, within: float = 120) -> None:
+    """Each service answering /health within ``within`` s; a service that exits meanwhile ends
+    the wait at once."""
     deadline = time.monotonic() + within
-    for port in [p for ports in services.ports.values() for p in ports]:
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"a service on port {port} did not start")
-            time.sleep(0.3)
+    ports = [port for each in services.ports.values() for port in each]
+    async with httpx.AsyncClient(timeout=1) as http:
+        for proc, port in zip(services.procs, ports, strict=True):
+            while True:
+                if (code := proc.process.poll()) is not None:
+                    raise RuntimeError(f"{proc.name} exited with code {code} before it was healthy")
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{proc.name} did not start within {within:g} s")
+                await asyncio.sleep(0.3)
 
 
 def spans_dropped(services: Services) -> dict[str, float]:
@@ -280,7 +291,7 @@ async def run_flow(
     data_dir = root / f"flow-{uuid4().hex[:6]}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True)
-    services = start_services(
+    services = await start_services(
         bootstrap, data_dir, tracing_endpoint, instances, logs, scaled_services, database_urls
     )
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from localkafka import LocalKafka, free_port
@@ -240,6 +241,23 @@ def spawn(
     proc = Proc(name, process)
     RUNNING.append(proc)
     return proc
+
+
+async def wait_until_healthy(proc: Proc, port: int, deadline: float) -> None:
+    """``proc`` answering ``GET /health`` on ``port`` before ``deadline`` (``time.monotonic``); its
+    exit ends the wait at once."""
+    async with httpx.AsyncClient(timeout=1) as http:
+        while True:
+            if (code := proc.process.poll()) is not None:
+                raise RuntimeError(f"{proc.name} exited with code {code} before it was healthy")
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.name} did not answer /health in time")
+            await asyncio.sleep(0.3)
 
 
 def jvm_peak_rss_mb(pid: int | None) -> float:

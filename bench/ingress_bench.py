@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import httpx
 
-from bench.harness import Proc, spawn
+from bench.harness import Proc, spawn, wait_until_healthy
 from demo.requests import renewal_request
 from localkafka import free_port
 from plumbing.auth import AuthSettings, issue_service_token
@@ -96,17 +96,7 @@ async def bare_ingress(count: int, logs: Path) -> dict[str, Any]:
         logs / "bare-fastapi.log",
     )
     try:
-        deadline = time.monotonic() + 120
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bare FastAPI app did not start")
-                await asyncio.sleep(0.3)
+        await wait_until_healthy(proc, port, time.monotonic() + 120)
         return await measure_ingress(proc, port, count, {})
     finally:
         proc.stop()

@@ -12,7 +12,16 @@ from uuid import uuid4
 
 import httpx
 
-from bench.harness import CORES, CpuWindow, Latency, Proc, collect, feed, spawn
+from bench.harness import (
+    CORES,
+    CpuWindow,
+    Latency,
+    Proc,
+    collect,
+    feed,
+    spawn,
+    wait_until_healthy,
+)
 from bench.ingress_bench import rxsm_ingress
 from bench.profiling import profiled
 from demo.requests import VETERAN, renewal_request
@@ -174,19 +183,8 @@ async def wait_healthy(services: Services, within: float = 120) -> None:
     the wait at once."""
     deadline = time.monotonic() + within
     ports = [port for each in services.ports.values() for port in each]
-    async with httpx.AsyncClient(timeout=1) as http:
-        for proc, port in zip(services.procs, ports, strict=True):
-            while True:
-                if (code := proc.process.poll()) is not None:
-                    raise RuntimeError(f"{proc.name} exited with code {code} before it was healthy")
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{proc.name} did not start within {within:g} s")
-                await asyncio.sleep(0.3)
+    for proc, port in zip(services.procs, ports, strict=True):
+        await wait_until_healthy(proc, port, deadline)
 
 
 def spans_dropped(services: Services) -> dict[str, float]:

@@ -4,7 +4,8 @@
   ``OutboxRelay`` publishes them to Kafka in order and marks them published only after Kafka acknowledged
   them; a crash in between publishes them again (same event ids), never loses them.
 - Inbox: ``first_time`` records a consumed event id in the same transaction as its effect, so a redelivered
-  event has no second effect.
+  event has no second effect; a batch in plain SQL asks which of its events were ``processed`` and
+  records the rest with ``record_processed``.
 
 The trace context of the transaction that wrote an event is stored with it, so the relay's publish joins
 the handler's trace.
@@ -217,15 +218,30 @@ async def first_time(session: AsyncSession, consumer_group: str, event_id: objec
     return True
 
 
-async def processed(session: AsyncSession, consumer_group: str, event_ids: list[str]) -> set[str]:
-    """Which of ``event_ids`` ``consumer_group`` has processed already (one query for a batch)."""
-    found = await session.scalars(
+def processed(connection: Connection, consumer_group: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` ``consumer_group`` has processed already: one query for a batch, in
+    the caller's transaction (a sync Core connection)."""
+    found = connection.scalars(
         select(ProcessedEventRow.event_id).where(
             ProcessedEventRow.consumer_group == consumer_group,
             ProcessedEventRow.event_id.in_(event_ids),
         )
     )
     return set(found)
+
+
+def record_processed(connection: Connection, consumer_group: str, event_ids: Sequence[str]) -> None:
+    """Record in the caller's transaction (one ``executemany``) that ``consumer_group`` processed
+    ``event_ids``, with the effects of processing them."""
+    if event_ids:
+        at = _now()
+        connection.execute(
+            insert(ProcessedEventRow),
+            [
+                {"consumer_group": consumer_group, "event_id": event_id, "processed_at": at}
+                for event_id in event_ids
+            ],
+        )
 
 
 def mark_processed(session: AsyncSession, consumer_group: str, event_id: object) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from plumbing.database import in_transaction
-from plumbing.outbox import ProcessedEventRow, outbox_record, stage_all
+from plumbing.outbox import outbox_record, processed, record_processed, stage_all
 from schemas.events import RenewalClosed
 from schemas.vocabulary import Cohort, Ehr
 from services.journey import domain
@@ -100,7 +100,6 @@ async def record_steps(
 
 RENEWALS = cast(Table, RenewalRow.__table__)
 STEPS = cast(Table, StepRow.__table__)
-INBOX = cast(Table, ProcessedEventRow.__table__)
 CHANGING = ("status", "status_since", "stalled_at", "stalled_step", "stalled_tool", "closed_at")
 """What recording a step changes of a renewal already in the ledger."""
 
@@ -114,15 +113,15 @@ class Writes:
     """What a batch writes, gathered while its events are recorded and saved together (plain SQL,
     one multi-row statement per table)."""
 
-    inbox: list[Columns] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+    """The ids of the events recorded (the inbox)."""
     steps: list[Columns] = field(default_factory=list)
     opened: list[Columns] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
     staged: list[Columns] = field(default_factory=list)
 
     def save(self, connection: Connection, renewals: dict[str, Columns]) -> None:
-        if self.inbox:
-            connection.execute(insert(INBOX), self.inbox)
+        record_processed(connection, JOURNEY_GROUP, self.processed)
         if self.opened:
             connection.execute(insert(RENEWALS), self.opened)
         if self.steps:
@@ -178,13 +177,7 @@ class LedgerBatch:
                 .order_by(STEPS.c.occurred_at, STEPS.c.recorded_at)
             ):
                 steps[row.renewal_id].append(step_record(row))
-            seen = set(
-                connection.scalars(
-                    select(INBOX.c.event_id).where(
-                        INBOX.c.consumer_group == JOURNEY_GROUP, INBOX.c.event_id.in_(event_ids)
-                    )
-                )
-            )
+            seen = processed(connection, JOURNEY_GROUP, event_ids)
         return cls(renewals, steps, seen)
 
     def record(
@@ -196,13 +189,7 @@ class LedgerBatch:
         if str(observed.event_id) in self.seen:
             return None
         self.seen.add(str(observed.event_id))
-        writes.inbox.append(
-            {
-                "consumer_group": JOURNEY_GROUP,
-                "event_id": str(observed.event_id),
-                "processed_at": _now(),
-            }
-        )
+        writes.processed.append(str(observed.event_id))
         step = observed.record
         history = self.steps.setdefault(renewal_id, [])
         first_of_step = all(earlier.step is not step.step for earlier in history)

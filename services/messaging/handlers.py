@@ -29,12 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from plumbing.batches import Within, alone
 from plumbing.database import in_transaction
 from plumbing.logs import get_logger
-from plumbing.outbox import (
-    ProcessedEventRow,
-    outbox_record,
-    stage,
-    stage_all,
-)
+from plumbing.outbox import outbox_record, processed, record_processed, stage, stage_all
 from schemas.events import (
     CareTeamsOutcome,
     CareTeamsResolved,
@@ -174,7 +169,6 @@ class Drafted:
 
 DRAFTS = cast(Table, DraftRow.__table__)
 NO_CARE_TEAM = cast(Table, NoCareTeamRow.__table__)
-INBOX_TABLE = cast(Table, ProcessedEventRow.__table__)
 
 
 def _draft_batch(
@@ -187,13 +181,7 @@ def _draft_batch(
     multi-row insert per table."""
     renewal_ids = [str(event.renewal_id) for event in outcomes]
     event_ids = [str(event.event_id) for event in outcomes]
-    seen = set(
-        connection.scalars(
-            select(INBOX_TABLE.c.event_id).where(
-                INBOX_TABLE.c.consumer_group == INBOX, INBOX_TABLE.c.event_id.in_(event_ids)
-            )
-        )
-    )
+    seen = processed(connection, INBOX, event_ids)
     drafted = {
         renewal_id
         for renewal_id in connection.scalars(
@@ -208,7 +196,7 @@ def _draft_batch(
     )
     now = datetime.now(UTC)
     results: list[DraftCreated | None] = []
-    inbox: list[dict[str, Any]] = []
+    inbox: list[str] = []
     drafts: list[dict[str, Any]] = []
     no_care_team: list[dict[str, Any]] = []
     staged: list[dict[str, Any]] = []
@@ -218,7 +206,7 @@ def _draft_batch(
             results.append(None)
             continue
         seen.add(event_id)
-        inbox.append({"consumer_group": INBOX, "event_id": event_id, "processed_at": now})
+        inbox.append(event_id)
         renewal_id = str(event.renewal_id)
         if isinstance(event, CareTeamUnavailable):
             if renewal_id not in unavailable | drafted:
@@ -238,7 +226,8 @@ def _draft_batch(
             staged.append(outbox_record(created))
         drafts.append(_columns(draft, DRAFTS))
         results.append(created)
-    for table, rows in ((INBOX_TABLE, inbox), (NO_CARE_TEAM, no_care_team), (DRAFTS, drafts)):
+    record_processed(connection, INBOX, inbox)
+    for table, rows in ((NO_CARE_TEAM, no_care_team), (DRAFTS, drafts)):
         if rows:
             connection.execute(insert(table), rows)
     stage_all(connection, staged)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from plumbing.broker import make_broker
-from plumbing.database import create_tables, make_engine, session_factory
+from plumbing.database import create_tables, in_transaction, make_engine, session_factory
 from plumbing.identity import ServiceIdentity
 from plumbing.metrics import SetAsideGauge
 from plumbing.outbox import (
@@ -21,6 +21,8 @@ from plumbing.outbox import (
     OutboxRow,
     SetAside,
     first_time,
+    processed,
+    record_processed,
     set_aside,
     stage,
 )
@@ -99,6 +101,24 @@ async def test_the_inbox_lets_an_event_through_once_per_consumer_group(
     async with sessions.begin() as session:
         assert not await first_time(session, "rxsm-messaging", event_id)
         assert await first_time(session, "rxsm-renewal-ledger", event_id)
+
+
+async def test_a_batch_finds_which_of_its_events_its_group_processed_in_one_query(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    engine = sessions.kw["bind"]
+    done, fresh = str(uuid4()), str(uuid4())
+    await in_transaction(engine, lambda sync: record_processed(sync, "rxsm-messaging", [done]))
+
+    found = await in_transaction(
+        engine, lambda sync: processed(sync, "rxsm-messaging", [done, fresh])
+    )
+    elsewhere = await in_transaction(
+        engine, lambda sync: processed(sync, "rxsm-journey", [done, fresh])
+    )
+
+    assert found == {done}
+    assert elsewhere == set()
 
 
 def oversized_row(key: bytes) -> OutboxRow:
